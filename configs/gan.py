@@ -1,0 +1,95 @@
+r"""Per-sample discriminator GAN on a 2D mixture (the baseline).
+
+PacGAN's protocol: a fixed set of 100,000 points; G z(2) -> 4x400 ReLU -> 2;
+D 3x200 ReLU -> 1; Adam lr 1e-4, beta1 0.8; batch 100; evaluation on 2,500
+samples. PacGAN trained 400 epochs (400k steps); the default here is 30k steps,
+so that one run fits in a few minutes on a laptop CPU (docs/decisions.md).
+
+  python -m jgen.main --config=configs/gan.py --workdir=runs/gan
+  python -m jgen.main --config=configs/gan.py:data=grid25 --workdir=runs/gan_grid
+  python -m jgen.main --config=configs/gan.py --config.sampler.kind=with_replacement ...
+
+Switches after the colon: data=ring8|grid25, runlocal (a tiny smoke run).
+"""
+
+import ml_collections
+
+from jgen import config_lib
+
+
+def get_config(arg=None):
+  arg = config_lib.parse_arg(arg, data="ring8", runlocal=False)
+  return base_config(arg, discriminator="mlp", set_size=1)
+
+
+def base_config(arg, *, discriminator: str, set_size: int) -> ml_collections.ConfigDict:
+  """The shared 2D GAN config; configs/gan_setd.py changes the discriminator."""
+  c = ml_collections.ConfigDict()
+  c.trainer = "gan"
+  c.seed = 0
+  # XLA flags for bit-reproducible GPU runs (jgen/parallel.py); no-op on CPU/TPU.
+  c.deterministic = True
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = arg.data
+  c.data.num_train = 100_000
+  # True: a fresh mixture draw every step (Unrolled-GAN protocol) instead of a
+  # fixed training set; then the sampler must be `with_replacement`.
+  c.data.fresh_samples = False
+
+  c.sampler = ml_collections.ConfigDict()
+  c.sampler.kind = "epoch_shuffle"
+  c.sampler.streak_length = 4
+  c.sampler.streak_scope = "slot"
+  c.sampler.streak_dist = "fixed"
+  c.sampler.streak_base = "epoch_shuffle"
+  c.sampler.path = ""
+
+  c.model = ml_collections.ConfigDict()
+  c.model.set_size = set_size
+  c.model.generator = ml_collections.ConfigDict()
+  c.model.generator.z_dim = 2
+  c.model.generator.width = 400
+  c.model.generator.depth = 4
+  c.model.discriminator = ml_collections.ConfigDict()
+  c.model.discriminator.name = discriminator
+  c.model.discriminator.width = 200
+  c.model.discriminator.depth = 3
+  # Set discriminators: central moments pooled by DeepSets (1 = mean only).
+  c.model.discriminator.num_moments = 3
+  c.model.discriminator.num_heads = 4  # attention pooling
+  c.model.discriminator.num_kernels = 50  # minibatch discrimination (Salimans et al.)
+  c.model.discriminator.kernel_dim = 5
+
+  c.loss = ml_collections.ConfigDict()
+  c.loss.name = "non_saturating"
+  c.loss.gp_weight = 10.0  # wgan_gp only
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = "adam"
+  c.optimizer.learning_rate = 1e-4
+  c.optimizer.b1 = 0.8
+  c.optimizer.b2 = 0.999
+  c.optimizer.momentum = 0.9  # `momentum` optimizer only
+
+  c.train = ml_collections.ConfigDict()
+  c.train.num_steps = 30_000
+  c.train.batch_size = 100
+  c.train.steps_per_dispatch = 500  # steps fused into one lax.scan
+  c.train.log_every = 1000
+  c.train.eval_every = 5000
+  c.train.checkpoint_every = 5000
+  c.train.keep_checkpoints = 3
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.num_samples = 2500  # PacGAN's protocol; pinned
+
+  if arg.runlocal:
+    c.data.num_train = 10_000
+    c.train.num_steps = 400
+    c.train.steps_per_dispatch = 100
+    c.train.log_every = 100
+    c.train.eval_every = 200
+    c.train.checkpoint_every = 200
+  c.lock()
+  return c

@@ -1,0 +1,50 @@
+"""The 2D Gaussian mixtures of the PacGAN / VEEGAN mode-collapse protocol.
+
+ring8: 8 Gaussians on the unit circle, sigma 0.01.
+grid25: 25 Gaussians at {-4,-2,0,2,4}^2, sigma 0.05.
+Both are equally weighted; every component has an isotropic covariance.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jgen import registry
+
+
+@dataclasses.dataclass(frozen=True)
+class Mixture:
+  name: str
+  means_Kx2: np.ndarray
+  sigma: float
+
+  @property
+  def num_modes(self) -> int:
+    return self.means_Kx2.shape[0]
+
+  def sample(self, key: jax.Array, n: int) -> jax.Array:
+    """n i.i.d. draws, float32[n, 2]."""
+    component_key, noise_key = jax.random.split(key)
+    components = jax.random.randint(component_key, (n,), 0, self.num_modes)
+    noise = jax.random.normal(noise_key, (n, 2), jnp.float32)
+    return jnp.asarray(self.means_Kx2, jnp.float32)[components] + self.sigma * noise
+
+
+def _ring8() -> Mixture:
+  angles = 2 * np.pi * np.arange(8) / 8
+  return Mixture("ring8", np.stack([np.cos(angles), np.sin(angles)], 1), sigma=0.01)
+
+
+def _grid25() -> Mixture:
+  axis = np.array([-4.0, -2.0, 0.0, 2.0, 4.0])
+  means = np.stack(np.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
+  return Mixture("grid25", means, sigma=0.05)
+
+
+MIXTURES = {"ring8": _ring8, "grid25": _grid25}
+
+
+def get_mixture(name: str) -> Mixture:
+  return registry.choose("data", name, MIXTURES)()
