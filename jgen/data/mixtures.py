@@ -14,7 +14,7 @@ import numpy as np
 from jgen import registry
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: a static jit argument
 class Mixture:
   name: str
   means_Kx2: np.ndarray

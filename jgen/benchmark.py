@@ -1,0 +1,120 @@
+r"""Throughput of the GAN step, and where the time goes.
+
+  python -m jgen.benchmark --config=configs/gan.py
+  python -m jgen.benchmark --config=configs/gan_setd.py --torch   # + a PyTorch loop
+
+Prints one JSON object per measurement: the whole training step, the sampler
+and gather alone (its share of the step), XLA's FLOP count per step and the
+achieved GFLOP/s; with --torch, the same model in a plain PyTorch loop
+(benchmarks/torch_gan.py) on the same machine, for a side-by-side number.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+from jgen import rng
+from jgen.trainers import gan as gan_trainer
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/gan.py", "Experiment config.")
+_STEPS = flags.DEFINE_integer("steps", 5000, "Steps per timed repeat.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repeats (the best is reported).")
+_TORCH = flags.DEFINE_bool("torch", False, "Also time benchmarks/torch_gan.py.")
+
+
+def _best_time(run, repeats: int) -> float:
+  jax.block_until_ready(run())  # compile and warm up
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(run())
+    times.append(time.perf_counter() - start)
+  return min(times)
+
+
+def _sampler_only(gan, root, data, steps: int):
+  """The data order's share: indices and gather for `steps` steps, nothing else."""
+
+  @jax.jit
+  def run(data):
+    def body(total, step):
+      return total + gan_trainer.real_batch(gan, root, data, step).sum(), None
+
+    return jax.lax.scan(body, 0.0, np.arange(steps, dtype=np.int32))[0]
+
+  return lambda: run(data)
+
+
+def benchmark(config, steps: int, repeats: int) -> list[dict]:
+  gan = gan_trainer.Gan.from_config(config)
+  root = rng.root_key(config.seed)
+  data = gan_trainer.training_set(gan, root)
+  state = gan_trainer.init_state(gan, root)
+  chunk = gan_trainer._jitted_chunk(gan, steps)
+  flops = chunk.lower(state, root, data).compile().cost_analysis()
+  flops_per_step = (flops[0] if isinstance(flops, list) else flops).get("flops", 0.0) / steps
+  holder = {"state": state}
+
+  def train():
+    holder["state"], metrics = chunk(holder["state"], root, data)
+    return metrics
+
+  common = {
+    "config": config.model.discriminator.name,
+    "sampler": config.sampler.kind,
+    "devices": f"{jax.device_count()}x {jax.devices()[0].device_kind}",
+    "steps": steps,
+  }
+  train_seconds = _best_time(train, repeats)
+  sampler_seconds = _best_time(_sampler_only(gan, root, data, steps), repeats)
+  return [
+    {
+      **common,
+      "measure": "jax train step (D+G update, sampler included)",
+      "steps_per_sec": round(steps / train_seconds, 1),
+      "gflop_per_step": round(flops_per_step / 1e9, 4),
+      "gflop_per_sec": round(flops_per_step * steps / train_seconds / 1e9, 1),
+    },
+    {
+      **common,
+      "measure": "sampler + gather alone",
+      "steps_per_sec": round(steps / sampler_seconds, 1),
+      "share_of_step": round(sampler_seconds / train_seconds, 4),
+    },
+  ]
+
+
+def torch_reference(config, steps: int) -> dict:
+  script = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "torch_gan.py"
+  result = subprocess.run(
+    [sys.executable, str(script), f"--steps={steps}", f"--batch={config.train.batch_size}"],
+    capture_output=True,
+    text=True,
+    env={**os.environ, "OMP_NUM_THREADS": str(os.cpu_count())},
+  )
+  if result.returncode:
+    return {"measure": "torch reference", "error": result.stderr.strip().splitlines()[-1:]}
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main(argv):
+  del argv
+  rows = benchmark(_CONFIG.value, _STEPS.value, _REPEATS.value)
+  if _TORCH.value:
+    rows.append(torch_reference(_CONFIG.value, _STEPS.value))
+    if "steps_per_sec" in rows[-1]:
+      rows[-1]["jax_speedup"] = round(rows[0]["steps_per_sec"] / rows[-1]["steps_per_sec"], 2)
+  for row in rows:
+    print(json.dumps(row))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,62 @@
+"""Model factories: the trainer builds its generator and discriminator from `config.model`."""
+
+import flax.linen as nn
+
+from jgen import registry
+from jgen.models import set_discriminators as sets
+from jgen.models.mlp import MLP, SampleDiscriminator
+
+DISCRIMINATORS = {
+  "mlp": lambda c: SampleDiscriminator(c.width, c.depth),
+  "deepsets": lambda c: sets.DeepSets(c.width, c.depth, c.num_moments),
+  "attention": lambda c: sets.AttentionPooling(c.width, c.depth, c.num_heads),
+  "pack": lambda c: sets.Pack(c.width, c.depth),
+  "minibatch_disc": lambda c: sets.MinibatchDiscrimination(
+    c.width, c.depth, c.num_kernels, c.kernel_dim
+  ),
+  "mbstd": lambda c: sets.MinibatchStddev(c.width, c.depth),
+}
+SET_DISCRIMINATORS = tuple(sorted(name for name in DISCRIMINATORS if name != "mlp"))
+
+
+def _require_positive(path: str, value: int) -> None:
+  if value < 1:
+    raise ValueError(f"{path} must be >= 1, got {value}")
+
+
+def make_generator(model_config, data_dim: int = 2) -> nn.Module:
+  """z_BxZ -> x_BxD: `depth` hidden ReLU layers of `width`, then a linear layer to data_dim."""
+  g = model_config.generator
+  _require_positive("model.generator.z_dim", g.z_dim)
+  _require_positive("model.generator.width", g.width)
+  _require_positive("model.generator.depth", g.depth)
+  _require_positive("data_dim", data_dim)
+  return MLP(g.width, g.depth, out_dim=data_dim)
+
+
+def make_discriminator(model_config) -> nn.Module:
+  """x_SxMxD -> logits_S for S sets of M = model.set_size samples."""
+  d = model_config.discriminator
+  build = registry.choose("discriminator", d.name, DISCRIMINATORS)
+  _require_positive("model.set_size", model_config.set_size)
+  _require_positive("model.discriminator.width", d.width)
+  _require_positive("model.discriminator.depth", d.depth)
+  if d.name == "mlp" and model_config.set_size != 1:
+    raise ValueError(
+      f"the per-sample discriminator 'mlp' sees one sample, but model.set_size="
+      f"{model_config.set_size}; set model.set_size=1 or pick a set discriminator: "
+      f"{', '.join(SET_DISCRIMINATORS)}"
+    )
+  if d.name == "deepsets":
+    _require_positive("model.discriminator.num_moments", d.num_moments)
+  if d.name == "attention":
+    _require_positive("model.discriminator.num_heads", d.num_heads)
+    if d.width % d.num_heads:
+      raise ValueError(
+        f"attention needs model.discriminator.width ({d.width}) divisible by "
+        f"model.discriminator.num_heads ({d.num_heads}); change one of them"
+      )
+  if d.name == "minibatch_disc":
+    _require_positive("model.discriminator.num_kernels", d.num_kernels)
+    _require_positive("model.discriminator.kernel_dim", d.kernel_dim)
+  return build(d)

@@ -1,0 +1,12 @@
+"""Trainers, one module per kind of training loop, chosen by `config.trainer`."""
+
+import importlib
+
+from jgen import registry
+
+_TRAINERS = {"gan": "jgen.trainers.gan"}
+
+
+def get_trainer(name: str):
+  """The trainer module; it has `train_and_evaluate(config, workdir)`."""
+  return importlib.import_module(registry.choose("trainer", name, _TRAINERS))

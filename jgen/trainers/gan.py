@@ -1,0 +1,365 @@
+"""GAN trainer for 2D mixtures: per-sample or set discriminators, exact data order.
+
+One jitted `train_step(state, root, data)` holds the D step and the G step;
+`train_chunk` scans it over many steps per dispatch. All randomness is
+`fold_in(root, stream, step)`, so the state alone (its step counter included)
+determines the rest of the run, and a checkpoint needs no key.
+"""
+
+import dataclasses
+import functools
+import os
+from collections.abc import Callable
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from flax import linen as nn
+
+from jgen import checkpoints, digest, losses, models, optimizers, parallel, plots, rng, workdir
+from jgen.data import mixtures, samplers
+from jgen.evals import modes
+from jgen.trainers import loop
+
+METRIC_NAMES = ("d_loss", "g_loss", "d_real_logit", "d_fake_logit")
+
+
+class NonFiniteError(RuntimeError):
+  pass
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array  # int32 scalar: also the whole key state of the run
+  g_params: Any
+  d_params: Any
+  g_opt_state: Any
+  d_opt_state: Any
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: a static jit argument
+class Gan:
+  """Everything about a run that is fixed: models, optimizers, loss, data order."""
+
+  generator: nn.Module
+  discriminator: nn.Module
+  g_optimizer: optax.GradientTransformation
+  d_optimizer: optax.GradientTransformation
+  loss: losses.GanLoss
+  gp_weight: float
+  mixture: mixtures.Mixture
+  sample_indices: Callable[[jax.Array, jax.Array], jax.Array] | None  # None: fresh draws
+  num_train: int
+  batch_size: int  # global: samples per step, real and fake alike
+  set_size: int
+  z_dim: int
+  eval_samples: int
+  mesh: jax.sharding.Mesh
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict, mesh=None) -> "Gan":
+    """Builds and validates; raises ValueError naming the fix for any bad setting."""
+    mixture = mixtures.get_mixture(config.data.name)
+    num_train = config.data.num_train
+    if num_train < 1:
+      raise ValueError(f"data.num_train must be >= 1, got {num_train}")
+    if config.data.fresh_samples:
+      if config.sampler.kind != "with_replacement":
+        raise ValueError(
+          "data.fresh_samples draws i.i.d. points from the mixture every step, which has "
+          f"no index order; set sampler.kind=with_replacement (got {config.sampler.kind!r})"
+        )
+      sample_indices = None
+      batch_size = config.train.batch_size
+    else:
+      batch_size = samplers.global_batch_size(
+        config.sampler, num_examples=num_train, batch_size=config.train.batch_size
+      )
+      sample_indices = samplers.make_sampler(
+        config.sampler,
+        num_examples=num_train,
+        batch_size=config.train.batch_size,
+        num_steps=config.train.num_steps,
+      )
+    set_size = config.model.set_size
+    if set_size < 1 or batch_size % set_size:
+      raise ValueError(
+        f"the batch of {batch_size} samples must split into sets of model.set_size="
+        f"{set_size}; choose a set size that divides the batch"
+      )
+    return cls(
+      generator=models.make_generator(config.model, data_dim=2),
+      discriminator=models.make_discriminator(config.model),
+      g_optimizer=optimizers.make_optimizer(config.optimizer),
+      d_optimizer=optimizers.make_optimizer(config.optimizer),
+      loss=losses.get_loss(config.loss.name),
+      gp_weight=config.loss.gp_weight,
+      mixture=mixture,
+      sample_indices=sample_indices,
+      num_train=num_train,
+      batch_size=batch_size,
+      set_size=set_size,
+      z_dim=config.model.generator.z_dim,
+      eval_samples=config.eval.num_samples,
+      mesh=mesh if mesh is not None else parallel.make_mesh(),
+    )
+
+  @property
+  def num_sets(self) -> int:
+    return self.batch_size // self.set_size
+
+
+def training_set(gan: Gan, root: jax.Array) -> jax.Array:
+  """The fixed training set (PacGAN: 100,000 points drawn once from the seed)."""
+  draw = jax.jit(gan.mixture.sample, static_argnums=1)
+  data = draw(rng.stream_key(root, rng.Stream.TRAIN_SET), gan.num_train)
+  return jax.device_put(data, parallel.replicated(gan.mesh))
+
+
+def init_state(gan: Gan, root: jax.Array) -> TrainState:
+  g_params = gan.generator.init(
+    rng.stream_key(root, rng.Stream.INIT_G), jnp.zeros((1, gan.z_dim), jnp.float32)
+  )
+  d_params = gan.discriminator.init(
+    rng.stream_key(root, rng.Stream.INIT_D), jnp.zeros((1, gan.set_size, 2), jnp.float32)
+  )
+  state = TrainState(
+    step=jnp.zeros((), jnp.int32),
+    g_params=g_params,
+    d_params=d_params,
+    g_opt_state=gan.g_optimizer.init(g_params),
+    d_opt_state=gan.d_optimizer.init(d_params),
+  )
+  return jax.device_put(state, parallel.replicated(gan.mesh))
+
+
+def _to_sets(gan: Gan, x_BxD: jax.Array, key: jax.Array) -> jax.Array:
+  """Groups the batch into sets of `set_size` by a keyed random assignment."""
+  if gan.set_size > 1:
+    x_BxD = x_BxD[jax.random.permutation(key, gan.batch_size)]
+  sets = x_BxD.reshape(gan.num_sets, gan.set_size, x_BxD.shape[-1])
+  return parallel.shard_leading_axis(sets, gan.mesh)
+
+
+def real_batch(gan: Gan, root: jax.Array, data_Nx2: jax.Array, step: jax.Array) -> jax.Array:
+  if gan.sample_indices is None:
+    return gan.mixture.sample(rng.step_key(root, rng.Stream.FRESH_DATA, step), gan.batch_size)
+  return data_Nx2[gan.sample_indices(root, step)]
+
+
+def train_step(gan: Gan, state: TrainState, root: jax.Array, data_Nx2: jax.Array):
+  """One D update then one G update; returns (state, metrics of this step)."""
+  step = state.step
+  real = parallel.shard_leading_axis(real_batch(gan, root, data_Nx2, step), gan.mesh)
+  z = jax.random.normal(rng.step_key(root, rng.Stream.Z, step), (gan.batch_size, gan.z_dim))
+  z = parallel.shard_leading_axis(z, gan.mesh)
+  packing_key = rng.step_key(root, rng.Stream.PACKING, step)
+  real_key, fake_key = jax.random.fold_in(packing_key, 0), jax.random.fold_in(packing_key, 1)
+  # One generator forward serves both updates (as in the reference DCGAN loop):
+  # G's parameters do not change between them, so recomputing it would be waste.
+  fake, generator_vjp = jax.vjp(lambda g_params: gan.generator.apply(g_params, z), state.g_params)
+  real_sets, fake_sets = _to_sets(gan, real, real_key), _to_sets(gan, fake, fake_key)
+
+  def d_objective(d_params):
+    both = jnp.concatenate([real_sets, jax.lax.stop_gradient(fake_sets)])
+    real_logits, fake_logits = jnp.split(gan.discriminator.apply(d_params, both), 2)
+    loss = gan.loss.discriminator(real_logits, fake_logits)
+    if gan.loss.uses_gradient_penalty:
+      critic = functools.partial(gan.discriminator.apply, d_params)
+      penalty_key = rng.step_key(root, rng.Stream.PENALTY, step)
+      loss += gan.gp_weight * losses.gradient_penalty(critic, real_sets, fake_sets, penalty_key)
+    return loss, (real_logits.mean(), fake_logits.mean())
+
+  (d_loss, (d_real, d_fake)), d_grads = jax.value_and_grad(d_objective, has_aux=True)(
+    state.d_params
+  )
+  d_updates, d_opt_state = gan.d_optimizer.update(d_grads, state.d_opt_state, state.d_params)
+  d_params = optax.apply_updates(state.d_params, d_updates)
+
+  def g_objective(fake_Bx2):
+    return gan.loss.generator(gan.discriminator.apply(d_params, _to_sets(gan, fake_Bx2, fake_key)))
+
+  g_loss, fake_grad = jax.value_and_grad(g_objective)(fake)
+  (g_grads,) = generator_vjp(fake_grad)
+  g_updates, g_opt_state = gan.g_optimizer.update(g_grads, state.g_opt_state, state.g_params)
+  new_state = TrainState(
+    step=step + 1,
+    g_params=optax.apply_updates(state.g_params, g_updates),
+    d_params=d_params,
+    g_opt_state=g_opt_state,
+    d_opt_state=d_opt_state,
+  )
+  metrics = dict(zip(METRIC_NAMES, (d_loss, g_loss, d_real, d_fake), strict=True))
+  return new_state, metrics
+
+
+def train_chunk(gan: Gan, state: TrainState, root: jax.Array, data_Nx2: jax.Array, length: int):
+  """`length` steps in one dispatch; metrics come back stacked, one entry per step."""
+
+  def body(state, _):
+    return train_step(gan, state, root, data_Nx2)
+
+  return jax.lax.scan(body, state, length=length)
+
+
+@functools.cache
+def _jitted_chunk(gan: Gan, length: int):
+  replicated = parallel.replicated(gan.mesh)
+  return jax.jit(
+    functools.partial(train_chunk, gan, length=length),
+    in_shardings=(replicated, replicated, replicated),
+    out_shardings=(replicated, replicated),
+    donate_argnums=0,
+  )
+
+
+def run_chunk(gan: Gan, state: TrainState, root, data_Nx2, length: int):
+  return _jitted_chunk(gan, length)(state, root, data_Nx2)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _eval_on_device(gan: Gan, g_params, root: jax.Array):
+  # The same z at every evaluation, so curves show G changing, not z noise.
+  z = jax.random.normal(rng.stream_key(root, rng.Stream.EVAL), (gan.eval_samples, gan.z_dim))
+  samples = gan.generator.apply(g_params, z)
+  return samples, modes.mode_metrics(samples, gan.mixture)
+
+
+def evaluate(gan: Gan, state: TrainState, root: jax.Array) -> tuple[np.ndarray, dict]:
+  """PacGAN's mode-collapse metrics on `eval.num_samples` generated points."""
+  samples, metrics = jax.device_get(_eval_on_device(gan, state.g_params, root))
+  return np.asarray(samples), modes.to_json_row(metrics)
+
+
+def first_non_finite(stacked: dict, first_step: int) -> tuple[int, dict] | None:
+  """(step, metrics at that step) of the first non-finite metric, or None."""
+  finite = np.all([np.isfinite(values) for values in stacked.values()], axis=0)
+  if finite.all():
+    return None
+  index = int(np.argmin(finite))
+  return first_step + index + 1, {k: float(v[index]) for k, v in stacked.items()}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, work_dir: str) -> dict:
+  """Trains (resuming from WORKDIR/checkpoints if present); returns the final eval row."""
+  gan = Gan.from_config(config)  # every config error surfaces before anything is written
+  schedule = loop.Schedule(
+    num_steps=config.train.num_steps,
+    steps_per_dispatch=config.train.steps_per_dispatch,
+    log_every=config.train.log_every,
+    eval_every=config.train.eval_every,
+    checkpoint_every=config.train.checkpoint_every,
+  )
+  workdir.check_resumable(work_dir, config)
+  os.makedirs(os.path.join(work_dir, "samples"), exist_ok=True)
+  parallel.warn_if_unsharded(gan.num_sets, gan.mesh)
+
+  root = rng.root_key(config.seed)
+  data = None if gan.sample_indices is None else training_set(gan, root)
+  state = init_state(gan, root)
+  ckpts = checkpoints.Checkpoints(work_dir, keep=config.train.keep_checkpoints)
+  try:
+    start = ckpts.latest_step() or 0
+    if start:
+      state = ckpts.restore(start, like=state)
+      logging.info("Resumed from the checkpoint at step %d.", start)
+    is_chief = jax.process_index() == 0
+    if is_chief:
+      workdir.write_config(work_dir, config)
+    log = workdir.MetricsLog(work_dir, resume_step=start, enabled=is_chief)
+    try:
+      return _train_loop(gan, schedule, state, root, data, ckpts, log, work_dir, start)
+    finally:
+      log.close()
+  finally:
+    ckpts.close()
+
+
+def _train_loop(gan, schedule, state, root, data, ckpts, log, work_dir, start) -> dict:
+  logging.info(
+    "Training %s GAN on %s: %d steps from %d, batch %d in sets of %d, %d device(s).",
+    type(gan.discriminator).__name__,
+    gan.mixture.name,
+    schedule.num_steps,
+    start,
+    gan.batch_size,
+    gan.set_size,
+    gan.mesh.size,
+  )
+  progress = loop.Progress(start, schedule.num_steps)
+  step, pending, last_eval = start, [], None
+  while step < schedule.num_steps:
+    length = schedule.chunk_length(step)
+    state, chunk_metrics = run_chunk(gan, state, root, data, length)
+    pending.append((step, chunk_metrics))  # fetched only at log steps
+    step += length
+    if not schedule.should_log(step):
+      continue
+    window = _fetch_window(pending, ckpts)
+    pending = []
+    steps_per_sec, eta = progress.tick(step)
+    row = {"step": step, **window, "steps_per_sec": steps_per_sec}
+    row["state_digest"] = digest.tree_digest(state)
+    if schedule.should_eval(step):
+      samples, eval_row = evaluate(gan, state, root)
+      row.update(eval_row)
+      last_eval = row
+      if jax.process_index() == 0:
+        plots.scatter_samples(
+          os.path.join(work_dir, "samples", f"step_{step:08d}.png"),
+          samples,
+          gan.mixture,
+          title=f"step {step}",
+          metrics=eval_row,
+        )
+    if schedule.should_checkpoint(step):
+      ckpts.save(step, state)
+    log.write(row)
+    logging.info("%s", _progress_line(row, schedule.num_steps, gan.mixture.num_modes, eta))
+    progress.restart_window(step)
+  if last_eval is None:  # already complete: report the final state without training
+    samples, eval_row = evaluate(gan, state, root)
+    last_eval = {"step": step, **eval_row, "state_digest": digest.tree_digest(state)}
+  if jax.process_index() == 0:
+    plots.metric_curves(
+      os.path.join(work_dir, "metrics.png"),
+      workdir.read_rows(log.path),
+      ["modes", "high_quality", "reverse_kl", "d_loss", "g_loss"],
+    )
+  return last_eval
+
+
+def _fetch_window(pending, ckpts) -> dict:
+  """Means of the metrics since the last row; stops the run on a non-finite loss."""
+  for first_step, chunk in pending:
+    chunk = jax.device_get(chunk)
+    bad = first_non_finite(chunk, first_step)
+    if bad is not None:
+      bad_step, values = bad
+      raise NonFiniteError(
+        f"non-finite loss at step {bad_step} ({values}); training stopped. The last good "
+        f"checkpoint is step {ckpts.latest_step()}: lower the learning rate or change the "
+        "loss, in a new --workdir, or resume from it."
+      )
+  stacked = jax.device_get([chunk for _, chunk in pending])
+  return {k: float(np.mean(np.concatenate([c[k] for c in stacked]))) for k in METRIC_NAMES}
+
+
+def _progress_line(row: dict, num_steps: int, num_modes: int, eta: str) -> str:
+  text = (
+    f"step {row['step']}/{num_steps} ({100 * row['step'] / num_steps:.0f}%) "
+    f"{row['steps_per_sec']:.0f} steps/s, ETA {eta} | d_loss {row['d_loss']:.4f} "
+    f"g_loss {row['g_loss']:.4f}"
+  )
+  if "modes" in row:
+    kl = row["reverse_kl"]
+    text += (
+      f" | modes {row['modes']}/{num_modes} high_quality {row['high_quality']:.3f} "
+      f"reverse_kl {'nan' if kl is None else f'{kl:.4f}'}"
+    )
+  return text
