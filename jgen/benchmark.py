@@ -59,8 +59,10 @@ def benchmark(config, steps: int, repeats: int) -> list[dict]:
   data = gan_trainer.training_set(gan, root)
   state = gan_trainer.init_state(gan, root)
   chunk = gan_trainer._jitted_chunk(gan, steps)
-  flops = chunk.lower(state, root, data).compile().cost_analysis()
-  flops_per_step = (flops[0] if isinstance(flops, list) else flops).get("flops", 0.0) / steps
+  # XLA counts a scan's body once, so FLOPs come from a single un-scanned step.
+  one_step = jax.jit(lambda s, r, d: gan_trainer.train_step(gan, s, r, d))
+  cost = one_step.lower(state, root, data).compile().cost_analysis()
+  flops_per_step = (cost[0] if isinstance(cost, list) else cost).get("flops", 0.0)
   holder = {"state": state}
 
   def train():

@@ -94,9 +94,7 @@ def test_resuming_with_another_config_is_refused_and_writes_nothing(tmp_path):
   gan_trainer.train_and_evaluate(tiny_config(**{"train.num_steps": 20}), str(tmp_path))
   before = {p: (tmp_path / p).read_bytes() for p in ("config.json", "metrics.jsonl")}
   with pytest.raises(workdir.WorkdirMismatchError, match=r"optimizer.learning_rate"):
-    gan_trainer.train_and_evaluate(
-      tiny_config(**{"optimizer.learning_rate": 1e-3}), str(tmp_path)
-    )
+    gan_trainer.train_and_evaluate(tiny_config(**{"optimizer.learning_rate": 1e-3}), str(tmp_path))
   assert before == {p: (tmp_path / p).read_bytes() for p in before}
 
 

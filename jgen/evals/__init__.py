@@ -1,0 +1,1 @@
+"""Evaluations of generated samples: mode coverage now; FID/KID, precision/recall, PSNR later."""

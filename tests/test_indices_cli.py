@@ -1,0 +1,89 @@
+"""`python -m jgen.indices`: the printed stream is the one the sampler gives the trainer."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from configs import gan
+from jgen import indices, rng
+from jgen.data import samplers
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  return subprocess.run(
+    [sys.executable, "-m", "jgen.indices", "--config=configs/gan.py", *args],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+
+
+def printed_rows(result):
+  assert result.returncode == 0, result.stderr
+  lines = [json.loads(line) for line in result.stdout.splitlines()]
+  return [line["step"] for line in lines], np.array([line["indices"] for line in lines])
+
+
+def in_process_rows(from_step, num_steps, **sampler_fields):
+  config = gan.get_config()
+  config.data.num_train = 500
+  for name, value in sampler_fields.items():
+    config.sampler[name] = value
+  sample = samplers.make_sampler(
+    config.sampler, num_examples=500, batch_size=config.train.batch_size
+  )
+  steps = jnp.arange(from_step, from_step + num_steps, dtype=jnp.int32)
+  return np.asarray(jax.vmap(sample, in_axes=(None, 0))(rng.root_key(config.seed), steps))
+
+
+def test_printed_stream_equals_the_in_process_sampler():
+  steps, rows = printed_rows(
+    run_cli("--from_step=3", "--num_steps=4", "--config.data.num_train=500")
+  )
+  assert steps == [3, 4, 5, 6]
+  assert rows.shape == (4, 100)
+  np.testing.assert_array_equal(rows, in_process_rows(3, 4))
+
+
+def test_an_override_changes_the_stream_as_it_would_for_main():
+  args = ["--from_step=3", "--num_steps=4", "--config.data.num_train=500"]
+  _, rows = printed_rows(run_cli(*args, "--config.sampler.kind=with_replacement"))
+  np.testing.assert_array_equal(rows, in_process_rows(3, 4, kind="with_replacement"))
+  assert not np.array_equal(rows, in_process_rows(3, 4))
+
+
+def test_bad_settings_exit_nonzero_with_the_fix_and_no_traceback():
+  for args, message in [
+    (["--config.sampler.kind=nope"], "valid choices: epoch_shuffle, explicit, full_batch"),
+    (["--config.sampler.kind=streak", "--config.sampler.streak_length=0"], "streak_length"),
+    (["--config.sampler.streak_lenght=2"], 'Did you mean "streak_length"'),
+    (["--config.data.fresh_samples=True"], "fresh_samples"),
+  ]:
+    result = run_cli(*args)
+    assert result.returncode != 0, args
+    assert message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stdout == ""
+
+
+def test_chunked_rows_equal_the_stream_whatever_the_chunking(monkeypatch):
+  sample = samplers.make_sampler(gan.get_config().sampler, num_examples=500, batch_size=16)
+  expected = np.asarray(
+    jax.vmap(sample, in_axes=(None, 0))(rng.root_key(0), jnp.arange(5, 15, dtype=jnp.int32))
+  )
+  monkeypatch.setattr(indices, "CHUNK_STEPS", 4)  # 10 steps: chunks of 4, 4 and a padded 2
+  steps, rows = zip(*indices.index_rows(sample, rng.root_key(0), 5, 10), strict=True)
+  assert list(steps) == list(range(5, 15))
+  np.testing.assert_array_equal(np.stack(rows), expected)
+  assert list(indices.index_rows(sample, rng.root_key(0), 5, 0)) == []
