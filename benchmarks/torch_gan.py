@@ -8,6 +8,7 @@ from a 100,000-point ring. Prints one JSON object.
 """
 
 import argparse
+import itertools
 import json
 import os
 import time
@@ -18,7 +19,7 @@ from torch import nn
 
 def mlp(sizes):
   layers = []
-  for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+  for fan_in, fan_out in itertools.pairwise(sizes):
     layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
   return nn.Sequential(*layers[:-1])
 

@@ -21,7 +21,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from jgen import rng
+from jgen import config_lib, rng
 from jgen.trainers import gan as gan_trainer
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/gan.py", "Experiment config.")
@@ -119,4 +119,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=config_lib.flags_parser("jgen.benchmark"))

@@ -7,8 +7,10 @@ turns it into a locked ConfigDict of typed values, refusing unknown switches.
 
 import ast
 import json
+import sys
 
 import ml_collections
+from absl import app
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
@@ -38,3 +40,24 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
 
 def to_json(config: ml_collections.ConfigDict) -> str:
   return json.dumps(config.to_dict(), indent=2, sort_keys=True)
+
+
+def flags_parser(program: str):
+  """An absl `flags_parser` that turns a bad `--config.x=v` override into one clear line.
+
+  ml_collections raises AttributeError/KeyError (with a long traceback) for an override of a
+  key the config lacks; the useful text ("'foo'\nDid you mean ...") sits in the innermost
+  argument of the exception chain.
+  """
+
+  def parse(argv):
+    try:
+      return app.parse_flags_with_usage(argv)
+    except (AttributeError, KeyError) as error:
+      cause = error
+      while isinstance(cause, BaseException) and cause.args:
+        cause = cause.args[0]
+      print(f"{program}: bad --config override: the config has no key {cause}", file=sys.stderr)
+      sys.exit(1)
+
+  return parse

@@ -19,7 +19,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from jgen import rng
+from jgen import config_lib, rng
 from jgen.data import samplers
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.")
@@ -46,18 +46,6 @@ def index_rows(sample: samplers.Sampler, root_key, from_step: int, num_steps: in
 def _fail(message: str) -> None:
   print(f"jgen.indices: {message}", file=sys.stderr)
   sys.exit(1)
-
-
-def _parse_flags(argv):
-  try:
-    return app.parse_flags_with_usage(argv)
-  except (AttributeError, KeyError) as error:
-    # ml_collections raises these (with a traceback) for an override of a key the config lacks.
-    # The useful text ("'foo'\nDid you mean ...") sits in a KeyError inside an AttributeError.
-    cause = error
-    while isinstance(cause, BaseException) and cause.args:
-      cause = cause.args[0]
-    _fail(f"bad --config override: the config has no key {cause}")
 
 
 def main(argv) -> None:
@@ -95,4 +83,4 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=config_lib.flags_parser("jgen.indices"))

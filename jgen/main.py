@@ -7,6 +7,7 @@ Rerunning the same command resumes from the latest checkpoint in --workdir.
 """
 
 import json
+import logging as std_logging
 import os
 import sys
 
@@ -14,7 +15,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jgen import parallel, trainers
+from jgen import config_lib, parallel, trainers
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, plots.")
@@ -24,6 +25,11 @@ _MULTIHOST = flags.DEFINE_bool(
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def _quiet_library_info(record) -> bool:
+  noisy = ("orbax", "xla_bridge", "signaling_client")
+  return record.levelno >= std_logging.WARNING or not any(n in record.pathname for n in noisy)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -31,6 +37,8 @@ def main(argv):
   if config.get("deterministic", False):
     parallel.enable_gpu_determinism()  # before the first JAX computation starts a backend
   logging.set_verbosity(logging.INFO)
+  # Orbax and the backend probe log every save and lookup at INFO; keep their warnings only.
+  logging.get_absl_handler().addFilter(_quiet_library_info)
   if _MULTIHOST.value:
     jax.distributed.initialize()
   try:
@@ -44,4 +52,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=config_lib.flags_parser("jgen.main"))

@@ -1,0 +1,82 @@
+"""`python -m jgen.main`: a whole run from the command line, and its failures."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = [
+  "--config.data.num_train=500",
+  "--config.model.generator.width=16",
+  "--config.model.discriminator.width=16",
+  "--config.train.num_steps=40",
+  "--config.train.steps_per_dispatch=10",
+  "--config.train.log_every=20",
+  "--config.train.eval_every=40",
+  "--config.train.checkpoint_every=20",
+]
+
+
+def _main(*args, env=None):
+  return subprocess.run(
+    [sys.executable, "-m", "jgen.main", *args],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    env={**os.environ, **(env or {})},
+  )
+
+
+def test_a_run_from_the_command_line(tmp_path):
+  result = _main("--config=configs/gan_setd.py:data=grid25", f"--workdir={tmp_path}", *TINY)
+  assert result.returncode == 0, result.stderr
+  final = json.loads(result.stdout.strip().splitlines()[-1])
+  assert final["step"] == 40 and len(final["mode_counts"]) == 25
+  assert "steps/s, ETA" in result.stderr and "modes " in result.stderr
+  saved = json.loads((tmp_path / "config.json").read_text())
+  assert saved["data"]["name"] == "grid25" and saved["train"]["num_steps"] == 40
+
+
+@pytest.mark.parametrize(
+  "override,message",
+  [
+    ("--config.train.nope=1", "the config has no key 'nope'"),
+    ("--config.model.discriminator.name=transformer", "valid choices: attention, deepsets"),
+    ("--config.loss.name=wasserstein", "valid choices: hinge, minimax, non_saturating, wgan_gp"),
+    ("--config.data.name=ring9", "valid choices: grid25, ring8"),
+    ("--config.sampler.kind=stream", "valid choices: epoch_shuffle, explicit, full_batch"),
+    ("--config.sampler.streak_length=0", "streak_length"),
+    ("--config.model.set_size=3", "sets of model.set_size=3"),
+    ("--config.data.fresh_samples=true", "set sampler.kind=with_replacement"),
+    ("--config.optimizer.name=lbfgs", "valid choices: adam, momentum, sgd"),
+  ],
+)
+def test_bad_settings_fail_clearly_and_write_nothing(tmp_path, override, message):
+  workdir = tmp_path / "run"
+  args = ["--config=configs/gan_setd.py", f"--workdir={workdir}", *TINY, override]
+  if "streak_length" in override:
+    args.append("--config.sampler.kind=streak")
+  result = _main(*args)
+  assert result.returncode != 0
+  assert message in result.stderr, result.stderr[-2000:]
+  assert "Traceback" not in result.stderr
+  assert not workdir.exists()
+
+
+def test_explicit_stream_errors_name_the_file_and_the_problem(tmp_path):
+  stream = tmp_path / "stream.npy"
+  np.save(stream, np.zeros((40, 7), np.int32))  # batch width 7, config batch 100
+  result = _main(
+    "--config=configs/gan.py",
+    f"--workdir={tmp_path / 'run'}",
+    *TINY,
+    "--config.sampler.kind=explicit",
+    f"--config.sampler.path={stream}",
+  )
+  assert result.returncode != 0
+  assert "stream.npy" in result.stderr and "100" in result.stderr, result.stderr[-2000:]
+  assert not (tmp_path / "run").exists()
