@@ -1,0 +1,69 @@
+"""The trajectory trace: a digest of every step's data indices and parameters.
+
+Computed on the device inside the scanned update, so a run records, for every
+step, what it saw and where it went, at a few percent of the step's cost.
+Replay recomputes the same digests and names the first step (and part) that
+differs. A digest is a weighted wrapping sum of the raw 32-bit words:
+
+  digest(x) = sum_i word(x_i) * w_i  (mod 2**32),  w_i odd and distinct per position
+
+so any change of a single element always changes it (w_i is odd, hence
+invertible mod 2**32), and unrelated changes collide with probability 2**-32.
+Optimizer states are twice the size of the parameters, and reading them every
+step cost about 20% of the step here, so they are checked at every logged
+step by sha256 (`part_digests`) instead of every step.
+"""
+
+import hashlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jgen import digest
+
+# Parts checked every step, in the order of a trace row's columns.
+TRACED_PARTS = ("indices", "g_params", "d_params")
+# Parts checked by sha256 at every logged step.
+LOGGED_PARTS = ("step", "g_params", "d_params", "g_opt_state", "d_opt_state")
+
+_GOLDEN = np.uint32(0x9E3779B1)
+
+
+def _words(x: jax.Array) -> jax.Array:
+  if x.dtype.itemsize != 4:
+    x = x.astype(jnp.float32 if jnp.issubdtype(x.dtype, jnp.floating) else jnp.int32)
+  return jax.lax.bitcast_convert_type(x, jnp.uint32).ravel()
+
+
+def array_digest(x: jax.Array, salt: int = 0) -> jax.Array:
+  """uint32 digest of one array's bits (jittable)."""
+  words = _words(x)
+  position = jnp.arange(words.shape[0], dtype=jnp.uint32) + np.uint32(salt)
+  weights = position * _GOLDEN | np.uint32(1)
+  return jnp.sum(words * weights, dtype=jnp.uint32)
+
+
+def tree_digest_u32(tree) -> jax.Array:
+  """uint32 digest of every leaf of a pytree; leaves are salted by their index."""
+  total = jnp.uint32(0)
+  for index, leaf in enumerate(jax.tree.leaves(tree)):
+    total = total + array_digest(leaf, salt=index * 0x01000193)
+  return total
+
+
+def trace_row(indices: jax.Array, g_params, d_params) -> jax.Array:
+  """uint32[len(TRACED_PARTS)]: one step's trace, after its update."""
+  return jnp.stack([array_digest(indices), tree_digest_u32(g_params), tree_digest_u32(d_params)])
+
+
+def part_digests(state) -> dict[str, str]:
+  """sha256 (hex) of each part of a train state, on the host."""
+  return {part: digest.tree_digest(getattr(state, part)) for part in LOGGED_PARTS}
+
+
+def state_digest(parts: dict[str, str]) -> str:
+  """One digest of the whole state from its parts: equal iff every part is bit-identical."""
+  return hashlib.sha256(
+    "".join(f"{part}={parts[part]};" for part in LOGGED_PARTS).encode()
+  ).hexdigest()
