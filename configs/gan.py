@@ -14,7 +14,7 @@ Switches after the colon: data=ring8|grid25, runlocal (a tiny smoke run).
 
 import ml_collections
 
-from jgen import config_lib
+from jgen import collapse, config_lib
 
 
 def get_config(arg=None):
@@ -83,6 +83,9 @@ def base_config(arg, *, discriminator: str, set_size: int) -> ml_collections.Con
 
   c.eval = ml_collections.ConfigDict()
   c.eval.num_samples = 2500  # PacGAN's protocol; pinned
+
+  # Collapse detectors and the per-step trace that replay verifies (jgen/collapse.py).
+  c.collapse = collapse.default_config()
 
   if arg.runlocal:
     c.data.num_train = 10_000

@@ -46,7 +46,7 @@ def _sampler_only(gan, root, data, steps: int):
   @jax.jit
   def run(data):
     def body(total, step):
-      return total + gan_trainer.real_batch(gan, root, data, step).sum(), None
+      return total + gan_trainer.draw_real(gan, root, data, step)[1].sum(), None
 
     return jax.lax.scan(body, 0.0, np.arange(steps, dtype=np.int32))[0]
 

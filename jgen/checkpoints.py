@@ -27,6 +27,16 @@ class Checkpoints:
     # Async: training continues while the write finishes; `close` waits.
     self._manager.save(step, args=ocp.args.StandardSave(state))
 
+  def all_steps(self) -> list[int]:
+    return list(self._manager.all_steps())
+
+  def step_dir(self, step: int) -> str:
+    return os.path.join(self._manager.directory, str(step))
+
+  def wait(self) -> None:
+    """Blocks until pending asynchronous saves are on disk."""
+    self._manager.wait_until_finished()
+
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()

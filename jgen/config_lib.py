@@ -61,3 +61,38 @@ def flags_parser(program: str):
       sys.exit(1)
 
   return parse
+
+
+def apply_override(config: ml_collections.ConfigDict, override: str) -> None:
+  """Applies 'config.a.b=value' (or 'a.b=value') in place, keeping the field's type.
+
+  Values are read as Python literals where they parse ('3', '1e-3', 'True'), else as
+  strings ('with_replacement'). An unknown key or a value of the wrong type is a ValueError.
+  """
+  path, has_value, text = override.partition("=")
+  if not has_value:
+    raise ValueError(f"override {override!r} must look like config.a.b=value")
+  keys = path.removeprefix("config.").split(".")
+  node = config
+  for key in keys[:-1]:
+    if key not in node or not isinstance(node[key], ml_collections.ConfigDict):
+      raise ValueError(f"override {override!r}: the config has no section {key!r}")
+    node = node[key]
+  if keys[-1] not in node:
+    raise ValueError(f"override {override!r}: the config has no key {path!r}")
+  current = node[keys[-1]]
+  try:
+    value = ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    value = text
+  if isinstance(current, str):
+    value = text
+  elif isinstance(current, bool) or isinstance(value, bool):
+    if not (isinstance(current, bool) and isinstance(value, bool)):
+      raise ValueError(f"override {override!r}: {path} is {current!r}, not a bool")
+  elif isinstance(current, float) and isinstance(value, int):
+    value = float(value)
+  elif type(current) is not type(value):
+    raise ValueError(f"override {override!r}: {path} holds {type(current).__name__} values")
+  with node.unlocked():
+    node[keys[-1]] = value

@@ -15,6 +15,8 @@ step by sha256 (`part_digests`) instead of every step.
 """
 
 import hashlib
+import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -67,3 +69,55 @@ def state_digest(parts: dict[str, str]) -> str:
   return hashlib.sha256(
     "".join(f"{part}={parts[part]};" for part in LOGGED_PARTS).encode()
   ).hexdigest()
+
+
+class TraceLog:
+  """WORKDIR/trace/: steps.u32 (rows of [step, *TRACED_PARTS] uint32) and parts.jsonl.
+
+  Append-only while training; on resume, rows past the restored step are dropped
+  (the resumed run recomputes them bit for bit), as metrics.jsonl does.
+  """
+
+  def __init__(self, workdir: str, resume_step: int, enabled: bool = True):
+    self._dir = os.path.join(workdir, "trace")
+    self._steps_path = os.path.join(self._dir, "steps.u32")
+    self._parts_path = os.path.join(self._dir, "parts.jsonl")
+    self.enabled = enabled
+    if not enabled:
+      return
+    os.makedirs(self._dir, exist_ok=True)
+    rows = self.steps(-1, resume_step)
+    rows.tofile(self._steps_path)
+    parts = [p for p in self._read_parts() if p["step"] <= resume_step]
+    with open(self._parts_path, "w") as f:
+      f.writelines(json.dumps(p) + "\n" for p in parts)
+
+  def append_steps(self, first_step: int, rows_KxP: np.ndarray) -> None:
+    """Trace rows of steps first_step+1 .. first_step+K (the step each update produced)."""
+    if not self.enabled:
+      return
+    steps = np.arange(first_step + 1, first_step + 1 + len(rows_KxP), dtype=np.uint32)
+    table = np.concatenate([steps[:, None], np.asarray(rows_KxP, np.uint32)], axis=1)
+    with open(self._steps_path, "ab") as f:
+      table.tofile(f)
+
+  def append_parts(self, step: int, parts: dict) -> None:
+    if self.enabled:
+      with open(self._parts_path, "a") as f:
+        f.write(json.dumps({"step": step, "parts": parts}) + "\n")
+
+  def steps(self, after: int, through: int) -> np.ndarray:
+    """uint32 rows [step, *TRACED_PARTS] with after < step <= through."""
+    if not os.path.exists(self._steps_path):
+      return np.zeros((0, 1 + len(TRACED_PARTS)), np.uint32)
+    table = np.fromfile(self._steps_path, np.uint32).reshape(-1, 1 + len(TRACED_PARTS))
+    return table[(table[:, 0].astype(np.int64) > after) & (table[:, 0] <= through)]
+
+  def parts(self, after: int, through: int) -> list[dict]:
+    return [p for p in self._read_parts() if after < p["step"] <= through]
+
+  def _read_parts(self) -> list[dict]:
+    if not os.path.exists(self._parts_path):
+      return []
+    with open(self._parts_path) as f:
+      return [json.loads(line) for line in f if line.strip()]

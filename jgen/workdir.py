@@ -41,14 +41,19 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
   return flat
 
 
+def _resumable(key: str) -> bool:
+  # Detectors and the trace observe the run; they never change what it computes.
+  return key in RESUMABLE_CHANGES or key.startswith("collapse.")
+
+
 def config_differences(old: dict, new: dict) -> list[str]:
-  """The keys whose values differ (or exist in only one), except RESUMABLE_CHANGES."""
+  """The keys whose values differ (or exist in only one), except resumable ones."""
   old_flat, new_flat = _flatten(old), _flatten(new)
   keys = sorted(set(old_flat) | set(new_flat))
   return [
     f"{key}: {old_flat.get(key, '<absent>')!r} -> {new_flat.get(key, '<absent>')!r}"
     for key in keys
-    if key not in RESUMABLE_CHANGES and old_flat.get(key) != new_flat.get(key)
+    if not _resumable(key) and old_flat.get(key) != new_flat.get(key)
   ]
 
 

@@ -21,9 +21,20 @@ import optax
 from absl import logging
 from flax import linen as nn
 
-from jgen import checkpoints, digest, losses, models, optimizers, parallel, plots, rng, workdir
+from jgen import (
+  cases,
+  checkpoints,
+  losses,
+  models,
+  optimizers,
+  parallel,
+  plots,
+  rng,
+  trace,
+  workdir,
+)
 from jgen.data import mixtures, samplers
-from jgen.evals import modes
+from jgen.evals import diversity, modes
 from jgen.trainers import loop
 
 METRIC_NAMES = ("d_loss", "g_loss", "d_real_logit", "d_fake_logit")
@@ -59,6 +70,7 @@ class Gan:
   set_size: int
   z_dim: int
   eval_samples: int
+  trace: bool  # per-step digests for replay (jgen/trace.py)
   mesh: jax.sharding.Mesh
 
   @classmethod
@@ -106,6 +118,7 @@ class Gan:
       set_size=set_size,
       z_dim=config.model.generator.z_dim,
       eval_samples=config.eval.num_samples,
+      trace=config.collapse.trace,
       mesh=mesh if mesh is not None else parallel.make_mesh(),
     )
 
@@ -146,16 +159,20 @@ def _to_sets(gan: Gan, x_BxD: jax.Array, key: jax.Array) -> jax.Array:
   return parallel.shard_leading_axis(sets, gan.mesh)
 
 
-def real_batch(gan: Gan, root: jax.Array, data_Nx2: jax.Array, step: jax.Array) -> jax.Array:
+def draw_real(gan: Gan, root: jax.Array, data_Nx2: jax.Array, step: jax.Array):
+  """(what the step saw: its indices, or its fresh points; the real batch)."""
   if gan.sample_indices is None:
-    return gan.mixture.sample(rng.step_key(root, rng.Stream.FRESH_DATA, step), gan.batch_size)
-  return data_Nx2[gan.sample_indices(root, step)]
+    fresh = gan.mixture.sample(rng.step_key(root, rng.Stream.FRESH_DATA, step), gan.batch_size)
+    return fresh, fresh
+  indices = gan.sample_indices(root, step)
+  return indices, data_Nx2[indices]
 
 
 def train_step(gan: Gan, state: TrainState, root: jax.Array, data_Nx2: jax.Array):
   """One D update then one G update; returns (state, metrics of this step)."""
   step = state.step
-  real = parallel.shard_leading_axis(real_batch(gan, root, data_Nx2, step), gan.mesh)
+  seen, real = draw_real(gan, root, data_Nx2, step)
+  real = parallel.shard_leading_axis(real, gan.mesh)
   z = jax.random.normal(rng.step_key(root, rng.Stream.Z, step), (gan.batch_size, gan.z_dim))
   z = parallel.shard_leading_axis(z, gan.mesh)
   packing_key = rng.step_key(root, rng.Stream.PACKING, step)
@@ -195,6 +212,8 @@ def train_step(gan: Gan, state: TrainState, root: jax.Array, data_Nx2: jax.Array
     d_opt_state=d_opt_state,
   )
   metrics = dict(zip(METRIC_NAMES, (d_loss, g_loss, d_real, d_fake), strict=True))
+  if gan.trace:
+    metrics["trace"] = trace.trace_row(seen, new_state.g_params, new_state.d_params)
   return new_state, metrics
 
 
@@ -227,7 +246,8 @@ def _eval_on_device(gan: Gan, g_params, root: jax.Array):
   # The same z at every evaluation, so curves show G changing, not z noise.
   z = jax.random.normal(rng.stream_key(root, rng.Stream.EVAL), (gan.eval_samples, gan.z_dim))
   samples = gan.generator.apply(g_params, z)
-  return samples, modes.mode_metrics(samples, gan.mixture)
+  metrics = modes.mode_metrics(samples, gan.mixture)
+  return samples, {**metrics, "diversity": diversity.mean_pairwise_distance(samples)}
 
 
 def evaluate(gan: Gan, state: TrainState, root: jax.Array) -> tuple[np.ndarray, dict]:
@@ -238,11 +258,26 @@ def evaluate(gan: Gan, state: TrainState, root: jax.Array) -> tuple[np.ndarray, 
 
 def first_non_finite(stacked: dict, first_step: int) -> tuple[int, dict] | None:
   """(step, metrics at that step) of the first non-finite metric, or None."""
-  finite = np.all([np.isfinite(values) for values in stacked.values()], axis=0)
+  finite = np.all([np.isfinite(stacked[name]) for name in METRIC_NAMES], axis=0)
   if finite.all():
     return None
   index = int(np.argmin(finite))
-  return first_step + index + 1, {k: float(v[index]) for k, v in stacked.items()}
+  return first_step + index + 1, {k: float(stacked[k][index]) for k in METRIC_NAMES}
+
+
+@dataclasses.dataclass
+class _Run:
+  """The pieces of one training session that the host loop drives."""
+
+  gan: Gan
+  schedule: loop.Schedule
+  root: jax.Array
+  data: jax.Array | None
+  work_dir: str
+  ckpts: checkpoints.Checkpoints
+  log: workdir.MetricsLog
+  trace_log: trace.TraceLog
+  recorder: cases.CaseRecorder
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, work_dir: str) -> dict:
@@ -272,15 +307,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, work_dir: str) -> dict
     if is_chief:
       workdir.write_config(work_dir, config)
     log = workdir.MetricsLog(work_dir, resume_step=start, enabled=is_chief)
+    trace_log = trace.TraceLog(work_dir, resume_step=start, enabled=is_chief and gan.trace)
+    rows = workdir.read_rows(log.path) if is_chief and os.path.exists(log.path) else []
+    recorder = cases.CaseRecorder(
+      work_dir, config, ckpts, trace_log, schedule.eval_every, rows, is_chief and gan.trace
+    )
+    if start == 0:  # a case that fires before the first periodic checkpoint starts here
+      ckpts.save(0, state)
+      trace_log.append_parts(0, trace.part_digests(state))
+    run = _Run(gan, schedule, root, data, work_dir, ckpts, log, trace_log, recorder)
     try:
-      return _train_loop(gan, schedule, state, root, data, ckpts, log, work_dir, start)
+      return _train_loop(run, state, start)
     finally:
       log.close()
   finally:
     ckpts.close()
 
 
-def _train_loop(gan, schedule, state, root, data, ckpts, log, work_dir, start) -> dict:
+def _train_loop(run: _Run, state: TrainState, start: int) -> dict:
+  gan, schedule = run.gan, run.schedule
   logging.info(
     "Training %s GAN on %s: %d steps from %d, batch %d in sets of %d, %d device(s).",
     type(gan.discriminator).__name__,
@@ -293,61 +338,82 @@ def _train_loop(gan, schedule, state, root, data, ckpts, log, work_dir, start) -
   )
   progress = loop.Progress(start, schedule.num_steps)
   step, pending, last_eval = start, [], None
-  while step < schedule.num_steps:
+  while step < schedule.num_steps and not run.recorder.stop_requested:
     length = schedule.chunk_length(step)
-    state, chunk_metrics = run_chunk(gan, state, root, data, length)
-    pending.append((step, chunk_metrics))  # fetched only at log steps
+    state, chunk_outputs = run_chunk(gan, state, run.root, run.data, length)
+    pending.append((step, chunk_outputs))  # fetched only at log steps
     step += length
     if not schedule.should_log(step):
       continue
-    window = _fetch_window(pending, ckpts)
+    window = _fetch_window(run, pending)
     pending = []
     steps_per_sec, eta = progress.tick(step)
+    parts = trace.part_digests(state)
+    run.trace_log.append_parts(step, parts)
     row = {"step": step, **window, "steps_per_sec": steps_per_sec}
-    row["state_digest"] = digest.tree_digest(state)
+    row["state_digest"] = trace.state_digest(parts)
     if schedule.should_eval(step):
-      samples, eval_row = evaluate(gan, state, root)
-      row.update(eval_row)
       last_eval = row
-      if jax.process_index() == 0:
-        plots.scatter_samples(
-          os.path.join(work_dir, "samples", f"step_{step:08d}.png"),
-          samples,
-          gan.mixture,
-          title=f"step {step}",
-          metrics=eval_row,
-        )
+      row.update(_evaluate_and_plot(run, state, step))
+    run.log.write(row)
+    if "modes" in row:
+      run.recorder.on_evaluation(row, schedule.num_steps)
     if schedule.should_checkpoint(step):
-      ckpts.save(step, state)
-    log.write(row)
+      run.ckpts.save(step, state)
     logging.info("%s", _progress_line(row, schedule.num_steps, gan.mixture.num_modes, eta))
     progress.restart_window(step)
+  if run.recorder.stop_requested:
+    logging.warning("Stopped at step %d: collapse.on_trigger=stop.", step)
   if last_eval is None:  # already complete: report the final state without training
-    samples, eval_row = evaluate(gan, state, root)
-    last_eval = {"step": step, **eval_row, "state_digest": digest.tree_digest(state)}
+    _, eval_row = evaluate(gan, state, run.root)
+    last_eval = {
+      "step": step,
+      **eval_row,
+      "state_digest": trace.state_digest(trace.part_digests(state)),
+    }
   if jax.process_index() == 0:
     plots.metric_curves(
-      os.path.join(work_dir, "metrics.png"),
-      workdir.read_rows(log.path),
-      ["modes", "high_quality", "reverse_kl", "d_loss", "g_loss"],
+      os.path.join(run.work_dir, "metrics.png"),
+      workdir.read_rows(run.log.path),
+      ["modes", "high_quality", "reverse_kl", "diversity", "d_loss", "g_loss"],
     )
   return last_eval
 
 
-def _fetch_window(pending, ckpts) -> dict:
-  """Means of the metrics since the last row; stops the run on a non-finite loss."""
-  for first_step, chunk in pending:
-    chunk = jax.device_get(chunk)
-    bad = first_non_finite(chunk, first_step)
+def _evaluate_and_plot(run: _Run, state: TrainState, step: int) -> dict:
+  samples, eval_row = evaluate(run.gan, state, run.root)
+  if jax.process_index() == 0:
+    plots.scatter_samples(
+      os.path.join(run.work_dir, "samples", f"step_{step:08d}.png"),
+      samples,
+      run.gan.mixture,
+      title=f"step {step}",
+      metrics=eval_row,
+    )
+  return eval_row
+
+
+def _fetch_window(run: _Run, pending) -> dict:
+  """Means of the metrics since the last row, and the window's trace rows to disk.
+
+  Stops the run on a non-finite loss, after recording the steps that led to it.
+  """
+  fetched = jax.device_get([outputs for _, outputs in pending])
+  for (first_step, _), outputs in zip(pending, fetched, strict=True):
+    bad = first_non_finite(outputs, first_step)
+    if "trace" in outputs:
+      last = len(outputs["trace"]) if bad is None else bad[0] - first_step
+      run.trace_log.append_steps(first_step, outputs["trace"][:last])
     if bad is not None:
       bad_step, values = bad
+      case_dir = run.recorder.on_non_finite(bad_step, values)
+      recorded = f" The steps leading to it are recorded in {case_dir}." if case_dir else ""
       raise NonFiniteError(
         f"non-finite loss at step {bad_step} ({values}); training stopped. The last good "
-        f"checkpoint is step {ckpts.latest_step()}: lower the learning rate or change the "
-        "loss, in a new --workdir, or resume from it."
+        f"checkpoint is step {run.ckpts.latest_step()}: lower the learning rate or change the "
+        f"loss, in a new --workdir, or resume from it.{recorded}"
       )
-  stacked = jax.device_get([chunk for _, chunk in pending])
-  return {k: float(np.mean(np.concatenate([c[k] for c in stacked]))) for k in METRIC_NAMES}
+  return {k: float(np.mean(np.concatenate([o[k] for o in fetched]))) for k in METRIC_NAMES}
 
 
 def _progress_line(row: dict, num_steps: int, num_modes: int, eta: str) -> str:

@@ -1,0 +1,350 @@
+r"""Replays a collapse case bit for bit, or branches from it with another config.
+
+  python -m jgen.replay --case=runs/demo/cases/ID            # verify every digest
+  python -m jgen.replay --case=runs/demo/cases/ID --dump     # + per-step metrics, frames
+  python -m jgen.replay --case=runs/demo/cases/ID \
+      --override=config.sampler.kind=with_replacement        # counterfactual (repeatable)
+
+Verification restores the case's start checkpoint, checks its sha256 digests,
+re-runs every step to the end of the case, and compares each step's digests of
+indices, G params and D params with the recorded trace, and every part of the
+state (optimizer states included) at each logged step. It prints
+`verified N steps` and exits 0, or names the first step and part that differ and
+exits 1. A case recorded on another platform or with other library versions is
+refused (exit 2) unless --allow_mismatch, which reports the first divergence
+instead of failing.
+
+A counterfactual runs the recorded config and the overridden one from the same
+checkpoint, evaluates both at the case's evaluation steps, applies the same
+detectors, and writes the metrics side by side, a plot, and whether the
+collapse recurs.
+"""
+
+import dataclasses
+import json
+import os
+import re
+import sys
+
+import jax
+import numpy as np
+from absl import app, flags
+
+from jgen import cases, checkpoints, collapse, config_lib, parallel, plots, rng, trace
+from jgen.trainers import gan as gan_trainer
+
+
+class ReplayMismatch(Exception):
+  pass
+
+
+@dataclasses.dataclass
+class Branch:
+  """One run of a case's window: its trace, metrics and evaluations."""
+
+  trace_rows: np.ndarray  # [steps, 1 + parts]: step, then TRACED_PARTS digests
+  metrics: list[dict]
+  evaluations: list[dict]
+  samples: dict  # step -> samples at that evaluation
+
+
+def environment_mismatches(recorded: dict) -> list[str]:
+  now = cases.environment()
+  problems = []
+  for key in ("platform", "device_kind", "device_count"):
+    if recorded.get(key) != now[key]:
+      problems.append(f"{key}: recorded {recorded.get(key)!r}, now {now[key]!r}")
+  for package, version in recorded.get("versions", {}).items():
+    if package != "python" and now["versions"].get(package) != version:
+      problems.append(f"{package}: recorded {version}, now {now['versions'].get(package)}")
+  return problems
+
+
+def _restore_start(case: dict, gan: gan_trainer.Gan, root) -> gan_trainer.TrainState:
+  like = gan_trainer.init_state(gan, root)
+  ckpts = checkpoints.Checkpoints(case["dir"], keep=1000)
+  try:
+    return ckpts.restore(case["start_step"], like=like)
+  finally:
+    ckpts.close()
+
+
+def _recorded_parts(case: dict) -> dict[int, dict]:
+  path = os.path.join(case["dir"], "parts.jsonl")
+  with open(path) as f:
+    rows = [json.loads(line) for line in f if line.strip()]
+  return {row["step"]: row["parts"] for row in rows}
+
+
+def run_window(
+  gan, state, root, data, start: int, end: int, stops: set[int], on_stop, steps_per_dispatch
+) -> Branch:
+  """Steps start -> end in scanned chunks that end on every step in `stops`.
+
+  `on_stop(step, state)` runs at each stop (and at `end`) and may raise to end early.
+  """
+  traces, metrics = [], []
+  step = start
+  boundaries = sorted(s for s in stops | {end} if start < s <= end)
+  while step < end:
+    next_stop = next(s for s in boundaries if s > step)
+    length = min(steps_per_dispatch, next_stop - step)
+    state, outputs = gan_trainer.run_chunk(gan, state, root, data, length)
+    outputs = jax.device_get(outputs)
+    steps = np.arange(step + 1, step + length + 1, dtype=np.uint32)
+    traces.append(np.concatenate([steps[:, None], outputs["trace"]], axis=1))
+    for i, s in enumerate(steps):
+      metrics.append(
+        {"step": int(s), **{k: float(outputs[k][i]) for k in gan_trainer.METRIC_NAMES}}
+      )
+    step += length
+    if step in boundaries:
+      on_stop(step, state, np.concatenate(traces))
+  return Branch(np.concatenate(traces), metrics, [], {})
+
+
+def _first_trace_mismatch(replayed: np.ndarray, recorded: np.ndarray) -> tuple[int, list] | None:
+  count = min(len(replayed), len(recorded))
+  differ = replayed[:count] != recorded[:count]
+  if not differ.any():
+    return None
+  index = int(np.argmax(differ.any(axis=1)))
+  columns = ("step", *trace.TRACED_PARTS)
+  parts = [
+    f"{columns[c]} (recorded {recorded[index, c]:#010x}, replayed {replayed[index, c]:#010x})"
+    for c in np.flatnonzero(differ[index])
+  ]
+  return int(recorded[index, 0]), parts
+
+
+def verify(case: dict, dump_dir: str | None = None, frames: int = 20) -> int:
+  """Replays the case; returns the number of verified steps or raises ReplayMismatch."""
+  config = cases.case_config(case)
+  gan = gan_trainer.Gan.from_config(config)
+  root = rng.root_key(config.seed)
+  data = None if gan.sample_indices is None else gan_trainer.training_set(gan, root)
+  start, end = case["start_step"], case["end_step"]
+  recorded_trace = cases.read_trace(case["dir"])
+  recorded_parts = _recorded_parts(case)
+  state = _restore_start(case, gan, root)
+  _check_parts(start, trace.part_digests(state), recorded_parts, "the start checkpoint")
+  frame_steps = set()
+  if dump_dir:
+    every = max(1, (end - start) // frames)
+    frame_steps = set(range(start + every, end + 1, every))
+    os.makedirs(os.path.join(dump_dir, "frames"), exist_ok=True)
+
+  def on_stop(step, state, replayed):
+    bad = _first_trace_mismatch(replayed, recorded_trace)
+    if bad is not None:
+      raise ReplayMismatch(f"mismatch at step {bad[0]}: {', '.join(bad[1])} differ")
+    if step in recorded_parts:
+      _check_parts(step, trace.part_digests(state), recorded_parts, f"the state at step {step}")
+    if step in frame_steps:
+      samples, row = gan_trainer.evaluate(gan, state, root)
+      plots.scatter_samples(
+        os.path.join(dump_dir, "frames", f"step_{step:08d}.png"),
+        samples,
+        gan.mixture,
+        title=f"replay step {step}",
+        metrics=row,
+      )
+
+  branch = run_window(
+    gan,
+    state,
+    root,
+    data,
+    start,
+    end,
+    set(recorded_parts) | frame_steps,
+    on_stop,
+    config.train.steps_per_dispatch,
+  )
+  if len(branch.trace_rows) != len(recorded_trace):
+    raise ReplayMismatch(
+      f"the case records {len(recorded_trace)} steps but the replay ran "
+      f"{len(branch.trace_rows)} ({start} -> {end})"
+    )
+  if dump_dir:
+    with open(os.path.join(dump_dir, "metrics.jsonl"), "w") as f:
+      f.writelines(json.dumps(row) + "\n" for row in branch.metrics)
+  return len(branch.trace_rows)
+
+
+def _check_parts(step, replayed: dict, recorded: dict[int, dict], what: str) -> None:
+  if step not in recorded:
+    return
+  differ = [part for part in trace.LOGGED_PARTS if replayed[part] != recorded[step][part]]
+  if differ:
+    raise ReplayMismatch(
+      f"mismatch at step {step}: {what} differs from the recording in {', '.join(differ)}"
+    )
+
+
+def counterfactual(case: dict, overrides: list[str], out_dir: str) -> dict:
+  """Runs the recorded and the overridden config from the case's start; compares them."""
+  original_config = cases.case_config(case)
+  changed_config = cases.case_config(case)
+  for override in overrides:
+    config_lib.apply_override(changed_config, override)
+  start, end = case["start_step"], case["end_step"]
+  eval_every = original_config.train.eval_every
+  eval_steps = set(range(start - start % eval_every + eval_every, end + 1, eval_every)) | {end}
+  recorded_trace = cases.read_trace(case["dir"])
+  reference = case.get("reference") or collapse.empty_reference()
+  results = {}
+  for name, config in (("recorded", original_config), ("counterfactual", changed_config)):
+    gan = gan_trainer.Gan.from_config(config)
+    root = rng.root_key(config.seed)
+    data = None if gan.sample_indices is None else gan_trainer.training_set(gan, root)
+    state = _restore_start(case, gan, root)
+    evaluations, samples = [], {}
+
+    def on_stop(step, state, _, gan=gan, root=root, evaluations=evaluations, samples=samples):
+      if step in eval_steps:
+        points, row = gan_trainer.evaluate(gan, state, root)
+        evaluations.append({"step": step, **row})
+        samples[step] = points
+
+    branch = run_window(
+      gan, state, root, data, start, end, eval_steps, on_stop, config.train.steps_per_dispatch
+    )
+    fired, ref = [], reference
+    for row in evaluations:
+      hits = collapse.check(original_config.collapse, ref, row)
+      fired += [{"step": row["step"], **hit} for hit in hits]
+      ref = collapse.update_reference(ref, row)
+    mismatch = _first_trace_mismatch(branch.trace_rows, recorded_trace)
+    results[name] = {
+      "collapsed": bool(fired),
+      "detectors": fired,
+      "evaluations": evaluations,
+      "first_divergence_from_recording": None if mismatch is None else mismatch[0],
+    }
+    branch.evaluations, branch.samples = evaluations, samples
+    results[name]["_branch"] = branch
+  os.makedirs(out_dir, exist_ok=True)
+  _plot_branches(out_dir, results, gan.mixture)
+  report = {
+    "case": case["id"],
+    "overrides": overrides,
+    "window": [start, end],
+    **{name: {k: v for k, v in r.items() if k != "_branch"} for name, r in results.items()},
+  }
+  with open(os.path.join(out_dir, "counterfactual.json"), "w") as f:
+    json.dump(report, f, indent=1)
+  return report
+
+
+def _plot_branches(out_dir: str, results: dict, mixture) -> None:
+  rows = []
+  for name, result in results.items():
+    for row in result["evaluations"]:
+      rows.append({"step": row["step"], **{f"{name}/{k}": row.get(k) for k in row}})
+  keys = [f"{n}/{k}" for k in ("modes", "reverse_kl", "diversity") for n in results]
+  plots.metric_curves(os.path.join(out_dir, "branches.png"), rows, keys)
+  for name, result in results.items():
+    branch = result["_branch"]
+    last = max(branch.samples)
+    plots.scatter_samples(
+      os.path.join(out_dir, f"{name}_final.png"),
+      branch.samples[last],
+      mixture,
+      title=f"{name}, step {last}",
+      metrics=branch.evaluations[-1],
+    )
+
+
+_CASE = flags.DEFINE_string("case", None, "A case directory, WORKDIR/cases/ID.")
+_DUMP = flags.DEFINE_bool("dump", False, "Write per-step metrics and sample frames.")
+_OVERRIDE = flags.DEFINE_multi_string(
+  "override", [], "config.a.b=value for a counterfactual branch (repeatable)."
+)
+_ALLOW_MISMATCH = flags.DEFINE_bool(
+  "allow_mismatch", False, "Replay a case from another platform or versions anyway."
+)
+_OUT = flags.DEFINE_string("out", None, "Output folder (default: inside the case).")
+
+
+def _fail(message: str, code: int = 1) -> None:
+  print(f"jgen.replay: {message}", file=sys.stderr)
+  sys.exit(code)
+
+
+def main(argv) -> None:
+  if len(argv) > 1:
+    _fail(f"unexpected arguments {argv[1:]}")
+  if not _CASE.value:
+    _fail("--case is required, e.g. --case=runs/collapse_demo/cases/ID (see python -m jgen.cases)")
+  try:
+    case = cases.load_case(_CASE.value)
+  except ValueError as error:
+    _fail(str(error))
+  if case["status"] != "complete":
+    _fail(
+      f"case {case['id']} is still {case['status']}: its run has not reached step "
+      f"{case['end_step']} yet"
+    )
+  if case["config"].get("deterministic"):
+    parallel.enable_gpu_determinism()
+  problems = environment_mismatches(case["environment"])
+  if problems and not _ALLOW_MISMATCH.value:
+    _fail(
+      "the case was recorded elsewhere, so a bit-for-bit replay is not expected to hold:\n  "
+      + "\n  ".join(problems)
+      + "\nPass --allow_mismatch to replay anyway and report the first divergence.",
+      code=2,
+    )
+  slug = re.sub(r"[^\w.=-]+", "_", "+".join(_OVERRIDE.value))[:80]
+  out_dir = _OUT.value or os.path.join(
+    case["dir"], f"counterfactual-{slug}" if _OVERRIDE.value else "replay"
+  )
+  try:
+    if _OVERRIDE.value:
+      report = counterfactual(case, _OVERRIDE.value, out_dir)
+      _print_counterfactual(report, out_dir)
+      return
+    steps = verify(case, dump_dir=out_dir if _DUMP.value else None)
+  except ReplayMismatch as error:
+    if problems:
+      print(f"first divergence (recorded elsewhere: {'; '.join(problems)}): {error}")
+      return
+    _fail(str(error))
+  except ValueError as error:
+    _fail(str(error))
+  print(f"verified {steps} steps ({case['start_step']} -> {case['end_step']})")
+  if _DUMP.value:
+    print(f"per-step metrics and frames in {out_dir}")
+
+
+def _print_counterfactual(report: dict, out_dir: str) -> None:
+  print(f"case {report['case']}, steps {report['window'][0]} -> {report['window'][1]}")
+  print(f"override: {' '.join(report['overrides'])}")
+  header = f"{'step':>8} | {'recorded modes/rKL/diversity':>30} | {'counterfactual':>30}"
+  print(header)
+  recorded = {r["step"]: r for r in report["recorded"]["evaluations"]}
+  for row in report["counterfactual"]["evaluations"]:
+    old = recorded.get(row["step"], {})
+    print(f"{row['step']:>8} | {_brief(old):>30} | {_brief(row):>30}")
+  for name in ("recorded", "counterfactual"):
+    result = report[name]
+    verdict = "collapses" if result["collapsed"] else "does not collapse"
+    detail = ", ".join(f"{d['detector']} at {d['step']}" for d in result["detectors"])
+    print(f"{name}: {verdict}{f' ({detail})' if detail else ''}")
+  print(
+    f"first step that differs from the recording: "
+    f"{report['counterfactual']['first_divergence_from_recording']}"
+  )
+  print(f"written: {out_dir}/counterfactual.json, branches.png, *_final.png")
+
+
+def _brief(row: dict) -> str:
+  if not row:
+    return "-"
+  kl = row.get("reverse_kl")
+  return f"{row['modes']} / {'nan' if kl is None else f'{kl:.3f}'} / {row['diversity']:.3f}"
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=config_lib.flags_parser("jgen.replay"))
