@@ -92,30 +92,27 @@ class CaseRecorder:
     self._eval_every = eval_every
     self._enabled = config.collapse.enabled and is_chief
     self._cases_dir = os.path.join(work_dir, "cases")
-    self._reference = collapse.empty_reference()
-    self.reference_before = self._reference
-    self._armed = False
-    self._count = 0
+    self._detector = collapse.Detector(config.collapse)
+    self._snapshots = {}  # evaluation step -> detector state after it
     self.stop_requested = False
     for row in rows:  # replay the detector over the rows before the resume point
       if "modes" in row:
         self._observe(row)
     self._open = [case for case in list_cases(work_dir) if case["status"] == "recording"]
-    self._count = len(list_cases(work_dir))
 
   def _observe(self, row: dict) -> list[dict]:
-    self._armed = self._armed or collapse.arms(self._detector_config, row)
-    if not self._armed:
-      return []
-    fired = collapse.check(self._detector_config, self._reference, row)
-    self.reference_before = self._reference
-    if fired and self._count < self._detector_config.max_cases:
-      self._count += 1
-      self._reference = collapse.update_reference(collapse.empty_reference(), row)
-    else:
-      self._reference = collapse.update_reference(self._reference, row)
-      fired = fired if self._count < self._detector_config.max_cases else []
+    fired = self._detector.observe(row)
+    self._snapshots[row["step"]] = self._detector.snapshot()
     return fired
+
+  def _snapshot_at(self, step: int) -> dict:
+    """The detector state after the last evaluation at or before `step`."""
+    earlier = [s for s in self._snapshots if s <= step]
+    return (
+      self._snapshots[max(earlier)]
+      if earlier
+      else collapse.Detector(self._detector_config).snapshot()
+    )
 
   def on_evaluation(self, row: dict, num_steps: int) -> None:
     """Call with each evaluation row (after its samples PNG is written)."""
@@ -168,7 +165,8 @@ class CaseRecorder:
       "trigger_step": trigger,
       "end_step": end,
       "detectors": fired,
-      "reference": self.reference_before,  # what the detectors compared against
+      # The detectors' state at the start step: replay judges its rows from here.
+      "detector_at_start": self._snapshot_at(start),
       "trigger_row": row,
       "seed": self._config.seed,
       "config": self._config.to_dict(),

@@ -23,6 +23,10 @@ class Checkpoints:
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
     return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
+  def restore_raw(self, step: int):
+    """Restores the stored tree as saved (nested dicts and lists of arrays), no target."""
+    return self._manager.restore(step, args=ocp.args.StandardRestore())
+
   def save(self, step: int, state) -> None:
     # Async: training continues while the write finishes; `close` waits.
     self._manager.save(step, args=ocp.args.StandardSave(state))

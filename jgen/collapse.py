@@ -95,3 +95,36 @@ def default_config() -> ml_collections.ConfigDict:
   c.on_trigger = "continue"  # or "stop"
   c.max_cases = 10
   return c
+
+
+class Detector:
+  """The detectors' running state: armed or not, the reference, cases opened so far.
+
+  A firing (while under `max_cases`) resets the reference to the firing row, so the
+  next case needs a new drop. `snapshot()`/`from_snapshot()` let a case carry the
+  state at its start, so replay and counterfactuals judge their rows exactly as the
+  run did.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, snapshot: dict | None = None):
+    self.config = config
+    snapshot = snapshot or {}
+    self.armed = snapshot.get("armed", False)
+    self.reference = snapshot.get("reference", empty_reference())
+    self.count = snapshot.get("count", 0)
+
+  def snapshot(self) -> dict:
+    return {"armed": self.armed, "reference": dict(self.reference), "count": self.count}
+
+  def observe(self, row: dict) -> list[dict]:
+    """Updates the state with an evaluation row; returns the detectors that fire."""
+    self.armed = self.armed or arms(self.config, row)
+    if not self.armed:
+      return []
+    fired = check(self.config, self.reference, row)
+    if fired and self.count < self.config.max_cases:
+      self.count += 1
+      self.reference = update_reference(empty_reference(), row)
+      return fired
+    self.reference = update_reference(self.reference, row)
+    return []

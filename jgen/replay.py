@@ -60,13 +60,42 @@ def environment_mismatches(recorded: dict) -> list[str]:
   return problems
 
 
-def _restore_start(case: dict, gan: gan_trainer.Gan, root) -> gan_trainer.TrainState:
+def _restore_start(case: dict, gan: gan_trainer.Gan, root) -> tuple[gan_trainer.TrainState, list]:
+  """The case's start state in `gan`'s structure, and notes on parts that could not be kept.
+
+  A counterfactual may change a part's shapes (another discriminator, say): that part
+  and its optimizer state start from a fresh initialization (its INIT stream), the
+  others from the checkpoint.
+  """
   like = gan_trainer.init_state(gan, root)
   ckpts = checkpoints.Checkpoints(case["dir"], keep=1000)
   try:
-    return ckpts.restore(case["start_step"], like=like)
+    try:
+      return ckpts.restore(case["start_step"], like=like), []
+    except ValueError:
+      stored = ckpts.restore_raw(case["start_step"])
   finally:
     ckpts.close()
+  parts, notes = {}, []
+  for owner in ("g", "d"):
+    params, opt = f"{owner}_params", f"{owner}_opt_state"
+    kept = [_reuse(stored[name], getattr(like, name)) for name in (params, opt)]
+    if all(part is not None for part in kept):
+      parts[params], parts[opt] = kept
+    else:
+      parts[params], parts[opt] = getattr(like, params), getattr(like, opt)
+      notes.append(f"{params} and {opt}: freshly initialized (the override changes their shapes)")
+  step = jax.device_put(stored["step"], like.step.sharding)
+  return gan_trainer.TrainState(step=step, **parts), notes
+
+
+def _reuse(stored_tree, like_tree):
+  """`stored_tree`'s arrays in `like_tree`'s structure, or None if the shapes differ."""
+  stored, (fresh, treedef) = jax.tree.leaves(stored_tree), jax.tree.flatten(like_tree)
+  if [np.shape(x) for x in stored] != [np.shape(x) for x in fresh]:
+    return None
+  placed = [jax.device_put(x, f.sharding) for x, f in zip(stored, fresh, strict=True)]
+  return jax.tree.unflatten(treedef, placed)
 
 
 def _recorded_parts(case: dict) -> dict[int, dict]:
@@ -126,7 +155,7 @@ def verify(case: dict, dump_dir: str | None = None, frames: int = 20) -> int:
   start, end = case["start_step"], case["end_step"]
   recorded_trace = cases.read_trace(case["dir"])
   recorded_parts = _recorded_parts(case)
-  state = _restore_start(case, gan, root)
+  state, _ = _restore_start(case, gan, root)
   _check_parts(start, trace.part_digests(state), recorded_parts, "the start checkpoint")
   frame_steps = set()
   if dump_dir:
@@ -192,13 +221,12 @@ def counterfactual(case: dict, overrides: list[str], out_dir: str) -> dict:
   eval_every = original_config.train.eval_every
   eval_steps = set(range(start - start % eval_every + eval_every, end + 1, eval_every)) | {end}
   recorded_trace = cases.read_trace(case["dir"])
-  reference = case.get("reference") or collapse.empty_reference()
   results = {}
   for name, config in (("recorded", original_config), ("counterfactual", changed_config)):
     gan = gan_trainer.Gan.from_config(config)
     root = rng.root_key(config.seed)
     data = None if gan.sample_indices is None else gan_trainer.training_set(gan, root)
-    state = _restore_start(case, gan, root)
+    state, notes = _restore_start(case, gan, root)
     evaluations, samples = [], {}
 
     def on_stop(step, state, _, gan=gan, root=root, evaluations=evaluations, samples=samples):
@@ -210,17 +238,17 @@ def counterfactual(case: dict, overrides: list[str], out_dir: str) -> dict:
     branch = run_window(
       gan, state, root, data, start, end, eval_steps, on_stop, config.train.steps_per_dispatch
     )
-    fired, ref = [], reference
+    detector = collapse.Detector(original_config.collapse, case["detector_at_start"])
+    fired = []
     for row in evaluations:
-      hits = collapse.check(original_config.collapse, ref, row)
-      fired += [{"step": row["step"], **hit} for hit in hits]
-      ref = collapse.update_reference(ref, row)
+      fired += [{"step": row["step"], **hit} for hit in detector.observe(row)]
     mismatch = _first_trace_mismatch(branch.trace_rows, recorded_trace)
     results[name] = {
       "collapsed": bool(fired),
       "detectors": fired,
       "evaluations": evaluations,
       "first_divergence_from_recording": None if mismatch is None else mismatch[0],
+      "restored": notes or ["the whole state, from the case's checkpoint"],
     }
     branch.evaluations, branch.samples = evaluations, samples
     results[name]["_branch"] = branch
@@ -332,6 +360,7 @@ def _print_counterfactual(report: dict, out_dir: str) -> None:
     verdict = "collapses" if result["collapsed"] else "does not collapse"
     detail = ", ".join(f"{d['detector']} at {d['step']}" for d in result["detectors"])
     print(f"{name}: {verdict}{f' ({detail})' if detail else ''}")
+  print(f"counterfactual start state: {'; '.join(report['counterfactual']['restored'])}")
   print(
     f"first step that differs from the recording: "
     f"{report['counterfactual']['first_divergence_from_recording']}"

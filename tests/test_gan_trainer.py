@@ -112,7 +112,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
   with pytest.raises(gan_trainer.NonFiniteError, match=r"step 27 .*checkpoint is step 20"):
     gan_trainer.train_and_evaluate(tiny_config(), str(tmp_path))
   steps = sorted(int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit())
-  assert steps == [20]
+  assert steps == [0, 20]  # the initial state, and the last good one
   assert [row["step"] for row in _rows(tmp_path)] == [20]
 
 
@@ -133,8 +133,9 @@ def test_every_discriminator_and_loss_trains_to_finite_values(name, set_size, lo
     gan, state, root, gan_trainer.training_set(gan, root), length=5
   )
   assert int(state.step) == 5
-  for key, values in metrics.items():
-    assert values.shape == (5,) and np.isfinite(values).all(), key
+  for key in gan_trainer.METRIC_NAMES:
+    assert metrics[key].shape == (5,) and np.isfinite(metrics[key]).all(), key
+  assert metrics["trace"].shape == (5, 3)
   before = gan_trainer.init_state(gan, root)
   moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), before.g_params, state.g_params)
   assert any(jax.tree.leaves(moved)), "the generator did not train"
