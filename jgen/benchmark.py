@@ -17,17 +17,21 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from jgen import config_lib, rng
+from jgen import cases, config_lib, replay, rng
 from jgen.trainers import gan as gan_trainer
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/gan.py", "Experiment config.")
 _STEPS = flags.DEFINE_integer("steps", 5000, "Steps per timed repeat.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repeats (the best is reported).")
 _TORCH = flags.DEFINE_bool("torch", False, "Also time benchmarks/torch_gan.py.")
+_REPLAY_CASE = flags.DEFINE_string(
+  "replay_case", None, "Time jgen.replay on this case against training the same steps."
+)
 
 
 def _best_time(run, repeats: int) -> float:
@@ -53,7 +57,7 @@ def _sampler_only(gan, root, data, steps: int):
   return lambda: run(data)
 
 
-def benchmark(config, steps: int, repeats: int) -> list[dict]:
+def _train_seconds(config, steps: int, repeats: int):
   gan = gan_trainer.Gan.from_config(config)
   root = rng.root_key(config.seed)
   data = gan_trainer.training_set(gan, root)
@@ -69,13 +73,20 @@ def benchmark(config, steps: int, repeats: int) -> list[dict]:
     holder["state"], metrics = chunk(holder["state"], root, data)
     return metrics
 
+  return _best_time(train, repeats), flops_per_step, (gan, root, data)
+
+
+def benchmark(config, steps: int, repeats: int) -> list[dict]:
+  train_seconds, flops_per_step, (gan, root, data) = _train_seconds(config, steps, repeats)
+  untraced = config.copy_and_resolve_references()
+  untraced.collapse.trace = not config.collapse.trace
+  other_seconds, _, _ = _train_seconds(untraced, steps, repeats)
   common = {
     "config": config.model.discriminator.name,
     "sampler": config.sampler.kind,
     "devices": f"{jax.device_count()}x {jax.devices()[0].device_kind}",
     "steps": steps,
   }
-  train_seconds = _best_time(train, repeats)
   sampler_seconds = _best_time(_sampler_only(gan, root, data, steps), repeats)
   return [
     {
@@ -84,6 +95,16 @@ def benchmark(config, steps: int, repeats: int) -> list[dict]:
       "steps_per_sec": round(steps / train_seconds, 1),
       "gflop_per_step": round(flops_per_step / 1e9, 4),
       "gflop_per_sec": round(flops_per_step * steps / train_seconds / 1e9, 1),
+    },
+    {
+      **common,
+      "measure": f"same step with collapse.trace={untraced.collapse.trace}",
+      "steps_per_sec": round(steps / other_seconds, 1),
+      "trace_overhead": round(
+        (train_seconds / other_seconds if config.collapse.trace else other_seconds / train_seconds)
+        - 1,
+        4,
+      ),
     },
     {
       **common,
@@ -107,8 +128,54 @@ def torch_reference(config, steps: int) -> dict:
   return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def replay_speed(case_dir: str, repeats: int) -> dict:
+  """jgen.replay's verification against training the same steps, side by side.
+
+  Replay pays a fixed start (config, data, orbax restore, compilation) like any
+  training start; its steady speed is what the step-by-step checking costs.
+  """
+  case = cases.load_case(case_dir)
+  steps = case["end_step"] - case["start_step"]
+  timings = {}
+  start = time.perf_counter()
+  replay.verify(case, timings=timings)
+  replay_total = time.perf_counter() - start
+  config = cases.case_config(case)
+  gan = gan_trainer.Gan.from_config(config)
+  root = rng.root_key(config.seed)
+  data = gan_trainer.training_set(gan, root)
+  start_state = gan_trainer.init_state(gan, root)
+  length = min(config.train.steps_per_dispatch, config.train.log_every)
+  chunks = timings["steady_steps"] // length
+
+  def train():
+    state = jax.tree.map(jnp.copy, start_state)  # the chunk donates its input state
+    for _ in range(chunks):
+      state, metrics = gan_trainer.run_chunk(gan, state, root, data, length)
+      jax.device_get(metrics)  # training fetches its window at every logged step too
+    return state
+
+  train_seconds = _best_time(train, repeats)
+  replay_steady = timings["steady_steps"] / timings["steady_s"]
+  train_steady = chunks * length / train_seconds
+  return {
+    "measure": "replay vs training the same steps",
+    "case": case["id"],
+    "steps": steps,
+    "replay_wall_s": round(replay_total, 2),
+    "replay_setup_s": round(timings["setup_s"], 2),
+    "replay_first_chunk_with_compile_s": round(timings["first_chunk_s"], 2),
+    "replay_steady_steps_per_sec": round(replay_steady, 1),
+    "train_steady_steps_per_sec": round(train_steady, 1),
+    "steady_replay_over_train": round(replay_steady / train_steady, 3),
+  }
+
+
 def main(argv):
   del argv
+  if _REPLAY_CASE.value:
+    print(json.dumps(replay_speed(_REPLAY_CASE.value, _REPEATS.value)))
+    return
   rows = benchmark(_CONFIG.value, _STEPS.value, _REPEATS.value)
   if _TORCH.value:
     rows.append(torch_reference(_CONFIG.value, _STEPS.value))

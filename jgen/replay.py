@@ -25,6 +25,7 @@ import json
 import os
 import re
 import sys
+import time
 
 import jax
 import numpy as np
@@ -46,6 +47,7 @@ class Branch:
   metrics: list[dict]
   evaluations: list[dict]
   samples: dict  # step -> samples at that evaluation
+  timings: dict  # seconds: first chunk (with compilation), the steady rest
 
 
 def environment_mismatches(recorded: dict) -> list[str]:
@@ -115,6 +117,8 @@ def run_window(
   traces, metrics = [], []
   step = start
   boundaries = sorted(s for s in stops | {end} if start < s <= end)
+  clock = time.perf_counter()
+  timings = {"first_chunk_s": 0.0, "steady_s": 0.0, "steady_steps": 0}
   while step < end:
     next_stop = next(s for s in boundaries if s > step)
     length = min(steps_per_dispatch, next_stop - step)
@@ -129,7 +133,15 @@ def run_window(
     step += length
     if step in boundaries:
       on_stop(step, state, np.concatenate(traces))
-  return Branch(np.concatenate(traces), metrics, [], {})
+    # The first chunk carries the compilation; the rest is the replay's steady speed.
+    now = time.perf_counter()
+    if len(traces) == 1:
+      timings["first_chunk_s"] = now - clock
+    else:
+      timings["steady_s"] += now - clock
+      timings["steady_steps"] += length
+    clock = now
+  return Branch(np.concatenate(traces), metrics, [], {}, timings)
 
 
 def _first_trace_mismatch(replayed: np.ndarray, recorded: np.ndarray) -> tuple[int, list] | None:
@@ -146,8 +158,14 @@ def _first_trace_mismatch(replayed: np.ndarray, recorded: np.ndarray) -> tuple[i
   return int(recorded[index, 0]), parts
 
 
-def verify(case: dict, dump_dir: str | None = None, frames: int = 20) -> int:
-  """Replays the case; returns the number of verified steps or raises ReplayMismatch."""
+def verify(
+  case: dict, dump_dir: str | None = None, frames: int = 20, timings: dict | None = None
+) -> int:
+  """Replays the case; returns the number of verified steps or raises ReplayMismatch.
+
+  `timings`, if given, receives where the time went (setup, first chunk, steady steps).
+  """
+  setup_clock = time.perf_counter()
   config = cases.case_config(case)
   gan = gan_trainer.Gan.from_config(config)
   root = rng.root_key(config.seed)
@@ -157,6 +175,7 @@ def verify(case: dict, dump_dir: str | None = None, frames: int = 20) -> int:
   recorded_parts = _recorded_parts(case)
   state, _ = _restore_start(case, gan, root)
   _check_parts(start, trace.part_digests(state), recorded_parts, "the start checkpoint")
+  setup_seconds = time.perf_counter() - setup_clock
   frame_steps = set()
   if dump_dir:
     every = max(1, (end - start) // frames)
@@ -198,6 +217,8 @@ def verify(case: dict, dump_dir: str | None = None, frames: int = 20) -> int:
   if dump_dir:
     with open(os.path.join(dump_dir, "metrics.jsonl"), "w") as f:
       f.writelines(json.dumps(row) + "\n" for row in branch.metrics)
+  if timings is not None:
+    timings.update(setup_s=setup_seconds, **branch.timings)
   return len(branch.trace_rows)
 
 
