@@ -1,0 +1,210 @@
+"""Statistics for the sampling-order study: intervals and tests over per-seed outcomes.
+
+Every answer in the study is a distribution over seeds, and populations are small (tens of
+seeds per cell), so the tests here are exact or small-sample aware: Wilson intervals rather
+than the Wald interval (which collapses to zero width at 0/n or n/n, exactly the rates a
+collapse study sees), and Fisher's exact test for two sampling orders. Only numpy and the
+standard library are used; scipy is deliberately not a dependency.
+"""
+
+import math
+import statistics
+
+import numpy as np
+
+# R's fisher.test and scipy treat tables whose probability is within this relative
+# tolerance of the observed one as "as extreme", so that ties lost to rounding still count.
+_FISHER_RELATIVE_TOLERANCE = 1e-7
+
+
+def _check_counts(**counts: int) -> None:
+  for name, value in counts.items():
+    if int(value) != value or value < 0:
+      raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+
+
+def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+  """Wilson score interval for a binomial proportion successes / trials.
+
+  Assumes the trials are independent with one common success probability (one seed per
+  trial). z is the two-sided normal quantile for `confidence`. With no trials nothing is
+  known, so the interval is (0.0, 1.0). At 0/n and n/n the interval touches 0 or 1 exactly.
+  """
+  _check_counts(successes=successes, trials=trials)
+  if successes > trials:
+    raise ValueError(f"successes ({successes}) cannot exceed trials ({trials})")
+  if not 0.0 < confidence < 1.0:
+    raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+  if trials == 0:
+    return 0.0, 1.0
+  z = statistics.NormalDist().inv_cdf(0.5 + confidence / 2)
+  n = float(trials)
+  p = successes / n
+  z2_n = z * z / n
+  center = (p + z2_n / 2) / (1 + z2_n)
+  half_width = z / (1 + z2_n) * math.sqrt(p * (1 - p) / n + z2_n / (4 * n))
+  # At the boundaries center == half_width analytically; pin them so rounding cannot leave
+  # a 1e-17 gap that reads as "collapse never happens at rate 0".
+  lower = 0.0 if successes == 0 else max(0.0, center - half_width)
+  upper = 1.0 if successes == trials else min(1.0, center + half_width)
+  return lower, upper
+
+
+def mean_and_standard_error(values: list[float]) -> tuple[float, float]:
+  """Mean and standard error of the mean, skipping None and NaN (seeds with no value).
+
+  The standard error is the sample standard deviation (ddof=1) over sqrt(n); it assumes
+  independent seeds and is undefined (NaN) for fewer than two values. No values gives
+  (NaN, NaN).
+  """
+  kept = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+  if not kept:
+    return math.nan, math.nan
+  array = np.asarray(kept, dtype=np.float64)
+  mean = float(array.mean())
+  if len(kept) < 2:
+    return mean, math.nan
+  return mean, float(array.std(ddof=1) / math.sqrt(len(kept)))
+
+
+def fisher_exact_two_sided(a: int, b: int, c: int, d: int) -> float:
+  """Two-sided p-value of Fisher's exact test for the 2x2 table [[a, b], [c, d]].
+
+  Rows are two sampling orders, columns collapsed / not collapsed. Conditioning on both
+  margins, a is hypergeometric; the p-value sums the probabilities of every table with those
+  margins that is no more probable than the observed one (relative tolerance 1e-7, as in R
+  and scipy). Probabilities are exact integer ratios via math.comb, so there is no
+  underflow for any table size.
+  """
+  _check_counts(a=a, b=b, c=c, d=d)
+  a, b, c, d = int(a), int(b), int(c), int(d)
+  row1, row2, col1 = a + b, c + d, a + c
+  lowest, highest = max(0, col1 - row2), min(row1, col1)
+  # Weights share the denominator comb(n, col1), so compare and sum the integer numerators.
+  weights = {x: math.comb(row1, x) * math.comb(row2, col1 - x) for x in range(lowest, highest + 1)}
+  observed = weights[a]
+  scale = round(1 / _FISHER_RELATIVE_TOLERANCE)
+  extreme = sum(w for w in weights.values() if w * scale <= observed * (scale + 1))
+  return min(1.0, extreme / math.comb(row1 + row2, col1))
+
+
+def _upper_regularized_gamma(a: float, x: float) -> float:
+  """Q(a, x) = Gamma(a, x) / Gamma(a), as in Numerical Recipes (gser / gcf)."""
+  if x <= 0:
+    return 1.0
+  log_prefactor = -x + a * math.log(x) - math.lgamma(a)
+  if x < a + 1:
+    # The series for P(a, x) converges fast here; Q = 1 - P loses nothing when P is small.
+    term = total = 1.0 / a
+    denominator = a
+    for _ in range(10_000):
+      denominator += 1
+      term *= x / denominator
+      total += term
+      if abs(term) < abs(total) * 1e-16:
+        break
+    return max(0.0, 1.0 - total * math.exp(log_prefactor))
+  # Modified Lentz continued fraction for Q directly: accurate deep in the tail.
+  tiny = 1e-300
+  b = x + 1 - a
+  c = 1 / tiny
+  d = 1 / b
+  h = d
+  for i in range(1, 10_000):
+    an = -i * (i - a)
+    b += 2
+    d = an * d + b
+    d = tiny if abs(d) < tiny else d
+    c = b + an / c
+    c = tiny if abs(c) < tiny else c
+    d = 1 / d
+    delta = d * c
+    h *= delta
+    if abs(delta - 1) < 1e-16:
+      break
+  return min(1.0, h * math.exp(log_prefactor))
+
+
+def chi_square_survival(x: float, dof: int) -> float:
+  """P(X >= x) for X chi-square with dof degrees of freedom: Q(dof / 2, x / 2)."""
+  if dof < 1 or int(dof) != dof:
+    raise ValueError(f"dof must be a positive integer, got {dof!r}")
+  return _upper_regularized_gamma(dof / 2, x / 2)
+
+
+def chi_square_homogeneity(counts: list[tuple[int, int]]) -> tuple[float, int, float]:
+  """Pearson chi-square test that k groups share one collapse rate.
+
+  counts holds (collapsed, not collapsed) per group. Returns (statistic, dof = k - 1,
+  p-value) with the p-value from the chi-square survival function. Groups with no trials
+  carry no information and are dropped before k is counted. If every observation falls in
+  one column (all collapsed or none), the rates are identical and the result is
+  (0.0, k - 1, 1.0); fewer than two non-empty groups gives (0.0, 0, 1.0). The chi-square
+  approximation assumes expected counts of roughly 5 or more; for two groups prefer
+  fisher_exact_two_sided.
+  """
+  for index, (collapsed, survived) in enumerate(counts):
+    _check_counts(**{f"counts[{index}][0]": collapsed, f"counts[{index}][1]": survived})
+  table = np.asarray([row for row in counts if row[0] + row[1] > 0], dtype=np.float64)
+  k = len(table)
+  if k < 2:
+    return 0.0, 0, 1.0
+  column_totals = table.sum(axis=0)
+  if np.any(column_totals == 0):
+    return 0.0, k - 1, 1.0
+  expected = np.outer(table.sum(axis=1), column_totals) / table.sum()
+  statistic = float(np.sum((table - expected) ** 2 / expected))
+  return statistic, k - 1, chi_square_survival(statistic, k - 1)
+
+
+def compare_groups(outcomes: dict[str, list[bool]]) -> dict:
+  """Compare collapse rates across a block of sampling orders (name -> per-seed flags).
+
+  Two groups use Fisher's exact test (exact at any seed count); more use the Pearson
+  chi-square test of homogeneity (statistic and dof reported). Each group gets its
+  collapsed count, trials, rate (None with no trials) and a 95% Wilson interval.
+  """
+  if len(outcomes) < 2:
+    raise ValueError(f"compare_groups needs at least two groups, got {len(outcomes)}")
+  groups = {}
+  for name, flags in outcomes.items():
+    collapsed, trials = sum(bool(flag) for flag in flags), len(flags)
+    lower, upper = wilson_interval(collapsed, trials)
+    groups[name] = {
+      "collapsed": collapsed,
+      "trials": trials,
+      "rate": collapsed / trials if trials else None,
+      "wilson_95": [lower, upper],
+    }
+  counts = [(g["collapsed"], g["trials"] - g["collapsed"]) for g in groups.values()]
+  if len(groups) == 2:
+    (a, b), (c, d) = counts
+    method, statistic, dof = "Fisher's exact test, two-sided", None, None
+    p_value = fisher_exact_two_sided(a, b, c, d)
+  else:
+    method = "Pearson chi-square test of homogeneity"
+    statistic, dof, p_value = chi_square_homogeneity(counts)
+  return {
+    "method": method,
+    "statistic": statistic,
+    "dof": dof,
+    "p_value": p_value,
+    "groups": groups,
+  }
+
+
+def time_to_collapse_summary(steps: list[int | None]) -> dict:
+  """Summarize collapse steps over seeds; None marks a seed that never collapsed.
+
+  Returns {collapsed, median, min, max, values} over the collapsed seeds, values sorted;
+  median, min and max are None when no seed collapsed. The median is not the median time
+  to collapse of the population (survivors are censored), only of those that collapsed.
+  """
+  values = sorted(int(step) for step in steps if step is not None)
+  return {
+    "collapsed": len(values),
+    "median": float(statistics.median(values)) if values else None,
+    "min": values[0] if values else None,
+    "max": values[-1] if values else None,
+    "values": values,
+  }
