@@ -292,6 +292,13 @@ def main(argv) -> None:
   if not cases:
     print(f"no cases in {work_dir}")
     return
+  try:
+    _print_table(cases)
+  except BrokenPipeError:  # `... | head` closed the pipe: the reader has what it wanted
+    sys.stderr.close()
+
+
+def _print_table(cases: list[dict]) -> None:
   for case in cases:
     start, trigger, end = case["steps"]
     print(f"{case['id']}  [{case['status']}]  steps {start} -> {trigger} -> {end}")

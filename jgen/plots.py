@@ -140,3 +140,19 @@ def metric_curves(path: str, rows: Sequence[dict], keys: Sequence[str]) -> None:
     axes.tick_params(labelsize=7)
     axes.grid(alpha=0.3)
   figure.savefig(path, dpi=DPI)
+
+
+def compare_branches(path: str, branches: dict[str, Sequence[dict]], keys: Sequence[str]) -> None:
+  """One subplot per key, one labelled line per branch (e.g. recorded vs counterfactual)."""
+  figure = _new_figure(CURVE_INCHES[0] * len(keys), CURVE_INCHES[1])
+  for i, key in enumerate(keys):
+    axes = figure.add_subplot(1, len(keys), i + 1)
+    for color, (name, rows) in enumerate(branches.items()):
+      steps_T, values = metric_series(rows, key)
+      axes.plot(steps_T, values, color=f"C{color}", marker=".", linewidth=1.2, label=name)
+    axes.set_title(key, fontsize=9)
+    axes.set_xlabel("step", fontsize=8)
+    axes.tick_params(labelsize=7)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7)
+  figure.savefig(path, dpi=DPI)

@@ -259,7 +259,7 @@ def counterfactual(case: dict, overrides: list[str], out_dir: str) -> dict:
     branch = run_window(
       gan, state, root, data, start, end, eval_steps, on_stop, config.train.steps_per_dispatch
     )
-    detector = collapse.Detector(original_config.collapse, case["detector_at_start"])
+    detector = collapse.Detector(original_config.collapse, case.get("detector_at_start"))
     fired = []
     for row in evaluations:
       fired += [{"step": row["step"], **hit} for hit in detector.observe(row)]
@@ -274,7 +274,8 @@ def counterfactual(case: dict, overrides: list[str], out_dir: str) -> dict:
     branch.evaluations, branch.samples = evaluations, samples
     results[name]["_branch"] = branch
   os.makedirs(out_dir, exist_ok=True)
-  _plot_branches(out_dir, results, gan.mixture)
+  start_rows = [r for r in case.get("rows", []) if r["step"] == start and "modes" in r]
+  _plot_branches(out_dir, results, gan.mixture, start_rows[0] if start_rows else None)
   report = {
     "case": case["id"],
     "overrides": overrides,
@@ -286,13 +287,15 @@ def counterfactual(case: dict, overrides: list[str], out_dir: str) -> dict:
   return report
 
 
-def _plot_branches(out_dir: str, results: dict, mixture) -> None:
-  rows = []
-  for name, result in results.items():
-    for row in result["evaluations"]:
-      rows.append({"step": row["step"], **{f"{name}/{k}": row.get(k) for k in row}})
-  keys = [f"{n}/{k}" for k in ("modes", "reverse_kl", "diversity") for n in results]
-  plots.metric_curves(os.path.join(out_dir, "branches.png"), rows, keys)
+def _plot_branches(out_dir: str, results: dict, mixture, start_row: dict | None) -> None:
+  """Both branches' curves overlaid (from the start's evaluation, if any) and final samples."""
+  branches = {
+    name: ([start_row] if start_row else []) + result["evaluations"]
+    for name, result in results.items()
+  }
+  plots.compare_branches(
+    os.path.join(out_dir, "branches.png"), branches, ["modes", "reverse_kl", "diversity"]
+  )
   for name, result in results.items():
     branch = result["_branch"]
     last = max(branch.samples)
