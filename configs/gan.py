@@ -84,6 +84,10 @@ def base_config(arg, *, discriminator: str, set_size: int) -> ml_collections.Con
   c.eval = ml_collections.ConfigDict()
   c.eval.num_samples = 2500  # PacGAN's protocol; pinned
 
+  # P independent members (seeds seed..seed+P-1) in one vmapped program (README "Populations").
+  c.population = ml_collections.ConfigDict()
+  c.population.size = 1
+
   # Collapse detectors and the per-step trace that replay verifies (jgen/collapse.py).
   c.collapse = collapse.default_config()
 

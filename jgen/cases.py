@@ -95,7 +95,7 @@ class CaseRecorder:
     self._detector = collapse.Detector(config.collapse)
     self._snapshots = {}  # evaluation step -> detector state after it
     self.stop_requested = False
-    for row in rows:  # replay the detector over the rows before the resume point
+    for row in rows if self._enabled else []:  # the detector over rows before the resume
       if "modes" in row:
         self._observe(row)
     self._open = [case for case in list_cases(work_dir) if case["status"] == "recording"]

@@ -57,3 +57,10 @@ def warn_if_unsharded(num_sets: int, mesh: Mesh) -> None:
       num_sets,
       mesh.size,
     )
+
+
+def population_sharding(mesh: Mesh, population: int) -> NamedSharding:
+  """Members split over the `data` axis when they divide evenly, else replicated."""
+  if mesh.size > 1 and population % mesh.size == 0:
+    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+  return replicated(mesh)

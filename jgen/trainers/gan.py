@@ -70,7 +70,8 @@ class Gan:
   set_size: int
   z_dim: int
   eval_samples: int
-  trace: bool  # per-step digests for replay (jgen/trace.py)
+  trace: bool  # per-step digests for replay (jgen/trace.py); single runs only for now
+  population: int  # independent members trained in one program (vmap); 1 = a plain run
   mesh: jax.sharding.Mesh
 
   @classmethod
@@ -98,6 +99,8 @@ class Gan:
         batch_size=config.train.batch_size,
         num_steps=config.train.num_steps,
       )
+    if config.population.size < 1:
+      raise ValueError(f"population.size must be >= 1, got {config.population.size}")
     set_size = config.model.set_size
     if set_size < 1 or batch_size % set_size:
       raise ValueError(
@@ -118,7 +121,8 @@ class Gan:
       set_size=set_size,
       z_dim=config.model.generator.z_dim,
       eval_samples=config.eval.num_samples,
-      trace=config.collapse.trace,
+      trace=config.collapse.trace and config.population.size == 1,
+      population=config.population.size,
       mesh=mesh if mesh is not None else parallel.make_mesh(),
     )
 
@@ -126,15 +130,45 @@ class Gan:
   def num_sets(self) -> int:
     return self.batch_size // self.set_size
 
+  @property
+  def state_sharding(self) -> jax.sharding.NamedSharding:
+    """Replicated for a single run; a population is split over devices by member."""
+    if self.population == 1:
+      return parallel.replicated(self.mesh)
+    return parallel.population_sharding(self.mesh, self.population)
+
+
+def run_root(gan: Gan, seed: int) -> jax.Array:
+  """The run's root key; for a population, member i's root is that of seed + i.
+
+  So member i draws exactly the keys (data order, z, init) of a standalone run with
+  seed + i; README "Populations" says how close their results are.
+  """
+  if gan.population == 1:
+    return rng.root_key(seed)
+  return jax.vmap(rng.root_key)(seed + jnp.arange(gan.population))
+
+
+def _per_member(gan: Gan, fn):
+  """`fn` for a single run, vmapped over a population's leading axis otherwise."""
+  return fn if gan.population == 1 else jax.vmap(fn)
+
 
 def training_set(gan: Gan, root: jax.Array) -> jax.Array:
-  """The fixed training set (PacGAN: 100,000 points drawn once from the seed)."""
-  draw = jax.jit(gan.mixture.sample, static_argnums=1)
-  data = draw(rng.stream_key(root, rng.Stream.TRAIN_SET), gan.num_train)
-  return jax.device_put(data, parallel.replicated(gan.mesh))
+  """The fixed training set (PacGAN: 100,000 points drawn once from the seed; per member)."""
+
+  def draw(root):
+    return gan.mixture.sample(rng.stream_key(root, rng.Stream.TRAIN_SET), gan.num_train)
+
+  return jax.jit(_per_member(gan, draw), out_shardings=gan.state_sharding)(root)
 
 
 def init_state(gan: Gan, root: jax.Array) -> TrainState:
+  init = _per_member(gan, functools.partial(_init_state, gan))
+  return jax.jit(init, out_shardings=gan.state_sharding)(root)
+
+
+def _init_state(gan: Gan, root: jax.Array) -> TrainState:
   g_params = gan.generator.init(
     rng.stream_key(root, rng.Stream.INIT_G), jnp.zeros((1, gan.z_dim), jnp.float32)
   )
@@ -148,7 +182,7 @@ def init_state(gan: Gan, root: jax.Array) -> TrainState:
     g_opt_state=gan.g_optimizer.init(g_params),
     d_opt_state=gan.d_optimizer.init(d_params),
   )
-  return jax.device_put(state, parallel.replicated(gan.mesh))
+  return state
 
 
 def _to_sets(gan: Gan, x_BxD: jax.Array, key: jax.Array) -> jax.Array:
@@ -156,7 +190,12 @@ def _to_sets(gan: Gan, x_BxD: jax.Array, key: jax.Array) -> jax.Array:
   if gan.set_size > 1:
     x_BxD = x_BxD[jax.random.permutation(key, gan.batch_size)]
   sets = x_BxD.reshape(gan.num_sets, gan.set_size, x_BxD.shape[-1])
-  return parallel.shard_leading_axis(sets, gan.mesh)
+  return _shard_batch(gan, sets)
+
+
+def _shard_batch(gan: Gan, x: jax.Array) -> jax.Array:
+  # A population is split over devices by member, so each member's batch stays whole.
+  return parallel.shard_leading_axis(x, gan.mesh) if gan.population == 1 else x
 
 
 def draw_real(gan: Gan, root: jax.Array, data_Nx2: jax.Array, step: jax.Array):
@@ -172,9 +211,9 @@ def train_step(gan: Gan, state: TrainState, root: jax.Array, data_Nx2: jax.Array
   """One D update then one G update; returns (state, metrics of this step)."""
   step = state.step
   seen, real = draw_real(gan, root, data_Nx2, step)
-  real = parallel.shard_leading_axis(real, gan.mesh)
+  real = _shard_batch(gan, real)
   z = jax.random.normal(rng.step_key(root, rng.Stream.Z, step), (gan.batch_size, gan.z_dim))
-  z = parallel.shard_leading_axis(z, gan.mesh)
+  z = _shard_batch(gan, z)
   packing_key = rng.step_key(root, rng.Stream.PACKING, step)
   real_key, fake_key = jax.random.fold_in(packing_key, 0), jax.random.fold_in(packing_key, 1)
   # One generator forward serves both updates (as in the reference DCGAN loop):
@@ -220,19 +259,21 @@ def train_step(gan: Gan, state: TrainState, root: jax.Array, data_Nx2: jax.Array
 def train_chunk(gan: Gan, state: TrainState, root: jax.Array, data_Nx2: jax.Array, length: int):
   """`length` steps in one dispatch; metrics come back stacked, one entry per step."""
 
+  step = _per_member(gan, functools.partial(train_step, gan))
+
   def body(state, _):
-    return train_step(gan, state, root, data_Nx2)
+    return step(state, root, data_Nx2)
 
   return jax.lax.scan(body, state, length=length)
 
 
 @functools.cache
 def _jitted_chunk(gan: Gan, length: int):
-  replicated = parallel.replicated(gan.mesh)
+  members = gan.state_sharding
   return jax.jit(
     functools.partial(train_chunk, gan, length=length),
-    in_shardings=(replicated, replicated, replicated),
-    out_shardings=(replicated, replicated),
+    in_shardings=(members, members, members),
+    out_shardings=(members, parallel.replicated(gan.mesh)),
     donate_argnums=0,
   )
 
@@ -243,26 +284,38 @@ def run_chunk(gan: Gan, state: TrainState, root, data_Nx2, length: int):
 
 @functools.partial(jax.jit, static_argnums=0)
 def _eval_on_device(gan: Gan, g_params, root: jax.Array):
-  # The same z at every evaluation, so curves show G changing, not z noise.
-  z = jax.random.normal(rng.stream_key(root, rng.Stream.EVAL), (gan.eval_samples, gan.z_dim))
-  samples = gan.generator.apply(g_params, z)
-  metrics = modes.mode_metrics(samples, gan.mixture)
-  return samples, {**metrics, "diversity": diversity.mean_pairwise_distance(samples)}
+  def one(g_params, root):
+    # The same z at every evaluation, so curves show G changing, not z noise.
+    z = jax.random.normal(rng.stream_key(root, rng.Stream.EVAL), (gan.eval_samples, gan.z_dim))
+    samples = gan.generator.apply(g_params, z)
+    metrics = modes.mode_metrics(samples, gan.mixture)
+    return samples, {**metrics, "diversity": diversity.mean_pairwise_distance(samples)}
+
+  return _per_member(gan, one)(g_params, root)
 
 
 def evaluate(gan: Gan, state: TrainState, root: jax.Array) -> tuple[np.ndarray, dict]:
-  """PacGAN's mode-collapse metrics on `eval.num_samples` generated points."""
+  """PacGAN's mode-collapse metrics on `eval.num_samples` generated points.
+
+  For a population, samples are [P, n, 2] and each metric is a list over members.
+  """
   samples, metrics = jax.device_get(_eval_on_device(gan, state.g_params, root))
   return np.asarray(samples), modes.to_json_row(metrics)
 
 
 def first_non_finite(stacked: dict, first_step: int) -> tuple[int, dict] | None:
-  """(step, metrics at that step) of the first non-finite metric, or None."""
-  finite = np.all([np.isfinite(stacked[name]) for name in METRIC_NAMES], axis=0)
+  """(step, metrics at that step) of the first non-finite metric, or None.
+
+  Metrics are [steps] for a run, [steps, P] for a population (any member counts).
+  """
+  steps = len(stacked[METRIC_NAMES[0]])
+  finite = np.all(
+    [np.isfinite(stacked[name]).reshape(steps, -1).all(axis=1) for name in METRIC_NAMES], axis=0
+  )
   if finite.all():
     return None
   index = int(np.argmin(finite))
-  return first_step + index + 1, {k: float(stacked[k][index]) for k in METRIC_NAMES}
+  return first_step + index + 1, {k: np.asarray(stacked[k][index]).tolist() for k in METRIC_NAMES}
 
 
 @dataclasses.dataclass
@@ -294,7 +347,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, work_dir: str) -> dict
   os.makedirs(os.path.join(work_dir, "samples"), exist_ok=True)
   parallel.warn_if_unsharded(gan.num_sets, gan.mesh)
 
-  root = rng.root_key(config.seed)
+  root = run_root(gan, config.seed)
   data = None if gan.sample_indices is None else training_set(gan, root)
   state = init_state(gan, root)
   ckpts = checkpoints.Checkpoints(work_dir, keep=config.train.keep_checkpoints)
@@ -352,6 +405,8 @@ def _train_loop(run: _Run, state: TrainState, start: int) -> dict:
     run.trace_log.append_parts(step, parts)
     row = {"step": step, **window, "steps_per_sec": steps_per_sec}
     row["state_digest"] = trace.state_digest(parts)
+    if gan.population > 1:
+      row["member_digests"] = _member_digests(state)
     if schedule.should_eval(step):
       last_eval = row
       row.update(_evaluate_and_plot(run, state, step))
@@ -383,14 +438,28 @@ def _train_loop(run: _Run, state: TrainState, start: int) -> dict:
 def _evaluate_and_plot(run: _Run, state: TrainState, step: int) -> dict:
   samples, eval_row = evaluate(run.gan, state, run.root)
   if jax.process_index() == 0:
+    title, shown, shown_row = f"step {step}", samples, eval_row
+    if run.gan.population > 1:  # the picture shows member 0; the row has every member
+      title += f", member 0 of {run.gan.population}"
+      shown, shown_row = samples[0], {k: v[0] for k, v in eval_row.items()}
     plots.scatter_samples(
       os.path.join(run.work_dir, "samples", f"step_{step:08d}.png"),
-      samples,
+      shown,
       run.gan.mixture,
-      title=f"step {step}",
-      metrics=eval_row,
+      title=title,
+      metrics=shown_row,
     )
   return eval_row
+
+
+@jax.jit
+def _member_digests_u32(state: TrainState) -> jax.Array:
+  return jax.vmap(trace.tree_digest_u32)(state)
+
+
+def _member_digests(state: TrainState) -> list[str]:
+  """A 32-bit device digest per member (sha256 of P states would cost seconds per row)."""
+  return [f"{int(d):08x}" for d in jax.device_get(_member_digests_u32(state))]
 
 
 def _fetch_window(run: _Run, pending) -> dict:
@@ -413,10 +482,13 @@ def _fetch_window(run: _Run, pending) -> dict:
         f"checkpoint is step {run.ckpts.latest_step()}: lower the learning rate or change the "
         f"loss, in a new --workdir, or resume from it.{recorded}"
       )
-  return {k: float(np.mean(np.concatenate([o[k] for o in fetched]))) for k in METRIC_NAMES}
+  window = {k: np.concatenate([o[k] for o in fetched]).mean(axis=0) for k in METRIC_NAMES}
+  return {k: v.tolist() if v.ndim else float(v) for k, v in window.items()}
 
 
 def _progress_line(row: dict, num_steps: int, num_modes: int, eta: str) -> str:
+  if isinstance(row["d_loss"], list):
+    return _population_progress_line(row, num_steps, num_modes, eta)
   text = (
     f"step {row['step']}/{num_steps} ({100 * row['step'] / num_steps:.0f}%) "
     f"{row['steps_per_sec']:.0f} steps/s, ETA {eta} | d_loss {row['d_loss']:.4f} "
@@ -427,5 +499,21 @@ def _progress_line(row: dict, num_steps: int, num_modes: int, eta: str) -> str:
     text += (
       f" | modes {row['modes']}/{num_modes} high_quality {row['high_quality']:.3f} "
       f"reverse_kl {'nan' if kl is None else f'{kl:.4f}'}"
+    )
+  return text
+
+
+def _population_progress_line(row: dict, num_steps: int, num_modes: int, eta: str) -> str:
+  members = len(row["d_loss"])
+  text = (
+    f"step {row['step']}/{num_steps} ({100 * row['step'] / num_steps:.0f}%) "
+    f"{row['steps_per_sec']:.0f} steps/s x {members} members, ETA {eta} | "
+    f"mean d_loss {np.mean(row['d_loss']):.4f} g_loss {np.mean(row['g_loss']):.4f}"
+  )
+  if "modes" in row:
+    counts = np.asarray(row["modes"])
+    text += (
+      f" | modes mean {counts.mean():.2f}/{num_modes} (min {counts.min()}, max {counts.max()}),"
+      f" members with all modes {int((counts == num_modes).sum())}/{members}"
     )
   return text
