@@ -29,6 +29,9 @@ _CONFIG = config_flags.DEFINE_config_file("config", "configs/gan.py", "Experimen
 _STEPS = flags.DEFINE_integer("steps", 5000, "Steps per timed repeat.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repeats (the best is reported).")
 _TORCH = flags.DEFINE_bool("torch", False, "Also time benchmarks/torch_gan.py.")
+_POPULATIONS = flags.DEFINE_list(
+  "population_sizes", [], "Member-steps/s for these population sizes, e.g. 1,8,64,256."
+)
 _REPLAY_CASE = flags.DEFINE_string(
   "replay_case", None, "Time jgen.replay on this case against training the same steps."
 )
@@ -59,14 +62,16 @@ def _sampler_only(gan, root, data, steps: int):
 
 def _train_seconds(config, steps: int, repeats: int):
   gan = gan_trainer.Gan.from_config(config)
-  root = rng.root_key(config.seed)
+  root = gan_trainer.run_root(gan, config.seed)
   data = gan_trainer.training_set(gan, root)
   state = gan_trainer.init_state(gan, root)
   chunk = gan_trainer._jitted_chunk(gan, steps)
-  # XLA counts a scan's body once, so FLOPs come from a single un-scanned step.
-  one_step = jax.jit(lambda s, r, d: gan_trainer.train_step(gan, s, r, d))
-  cost = one_step.lower(state, root, data).compile().cost_analysis()
-  flops_per_step = (cost[0] if isinstance(cost, list) else cost).get("flops", 0.0)
+  flops_per_step = 0.0
+  if gan.population == 1:
+    # XLA counts a scan's body once, so FLOPs come from a single un-scanned step.
+    one_step = jax.jit(lambda s, r, d: gan_trainer.train_step(gan, s, r, d))
+    cost = one_step.lower(state, root, data).compile().cost_analysis()
+    flops_per_step = (cost[0] if isinstance(cost, list) else cost).get("flops", 0.0)
   holder = {"state": state}
 
   def train():
@@ -171,8 +176,43 @@ def replay_speed(case_dir: str, repeats: int) -> dict:
   }
 
 
+def population_scaling(config, sizes: list[int], steps: int, repeats: int) -> list[dict]:
+  """Member-steps/s of one vmapped program per population size P.
+
+  On CPU the step is compute-bound, so vmap gains little; on an accelerator one small GAN
+  leaves the device idle and P members fill it. `sequential_members_per_sec` is P=1's
+  rate: what running the members one after another would give.
+  """
+  rows = []
+  for size in sizes:
+    sized = config.copy_and_resolve_references()
+    sized.population.size = size
+    sized.collapse.trace = False  # populations are not traced; compare like with like
+    member_steps = max(10, steps // size)
+    seconds, _, _ = _train_seconds(sized, member_steps, repeats)
+    rows.append(
+      {
+        "measure": "population",
+        "population": size,
+        "steps": member_steps,
+        "member_steps_per_sec": round(size * member_steps / seconds, 1),
+        "devices": f"{jax.device_count()}x {jax.devices()[0].device_kind}",
+      }
+    )
+  for row in rows:
+    row["speedup_over_sequential"] = round(
+      row["member_steps_per_sec"] / rows[0]["member_steps_per_sec"], 2
+    )
+  return rows
+
+
 def main(argv):
   del argv
+  if _POPULATIONS.value:
+    sizes = [int(size) for size in _POPULATIONS.value]
+    for row in population_scaling(_CONFIG.value, sizes, _STEPS.value, _REPEATS.value):
+      print(json.dumps(row))
+    return
   if _REPLAY_CASE.value:
     print(json.dumps(replay_speed(_REPLAY_CASE.value, _REPEATS.value)))
     return
