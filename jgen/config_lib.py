@@ -7,10 +7,11 @@ turns it into a locked ConfigDict of typed values, refusing unknown switches.
 
 import ast
 import json
+import logging as std_logging
 import sys
 
 import ml_collections
-from absl import app
+from absl import app, logging
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
@@ -96,3 +97,15 @@ def apply_override(config: ml_collections.ConfigDict, override: str) -> None:
     raise ValueError(f"override {override!r}: {path} holds {type(current).__name__} values")
   with node.unlocked():
     node[keys[-1]] = value
+
+
+def setup_logging() -> None:
+  """INFO for jgen's progress; orbax and the backend probe log every save at INFO, so
+  only their warnings pass."""
+  logging.set_verbosity(logging.INFO)
+  noisy = ("orbax", "xla_bridge", "signaling_client")
+  logging.get_absl_handler().addFilter(
+    lambda record: (
+      record.levelno >= std_logging.WARNING or not any(name in record.pathname for name in noisy)
+    )
+  )

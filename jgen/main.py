@@ -7,12 +7,11 @@ Rerunning the same command resumes from the latest checkpoint in --workdir.
 """
 
 import json
-import logging as std_logging
 import os
 import sys
 
 import jax
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 from jgen import config_lib, parallel, trainers
@@ -25,20 +24,13 @@ _MULTIHOST = flags.DEFINE_bool(
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def _quiet_library_info(record) -> bool:
-  noisy = ("orbax", "xla_bridge", "signaling_client")
-  return record.levelno >= std_logging.WARNING or not any(n in record.pathname for n in noisy)
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   config = _CONFIG.value
   if config.get("deterministic", False):
     parallel.enable_gpu_determinism()  # before the first JAX computation starts a backend
-  logging.set_verbosity(logging.INFO)
-  # Orbax and the backend probe log every save and lookup at INFO; keep their warnings only.
-  logging.get_absl_handler().addFilter(_quiet_library_info)
+  config_lib.setup_logging()
   if _MULTIHOST.value:
     jax.distributed.initialize()
   try:

@@ -31,7 +31,7 @@ def _view_half_width(mixture: Mixture) -> float:
   return 1.25 * float(np.abs(mixture.means_Kx2).max()) + 6 * mixture.sigma
 
 
-def _new_figure(width_in: float, height_in: float) -> Figure:
+def new_figure(width_in: float, height_in: float) -> Figure:
   figure = Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained")
   FigureCanvasAgg(figure)
   return figure
@@ -53,7 +53,7 @@ def scatter_samples(
   """Writes a PNG of samples over the mixture's means and 3-sigma circles."""
   samples_Nx2 = np.asarray(samples_Nx2, np.float64)
   half_width = _view_half_width(mixture)
-  figure = _new_figure(SCATTER_INCHES, SCATTER_INCHES)
+  figure = new_figure(SCATTER_INCHES, SCATTER_INCHES)
   axes = figure.add_subplot()
   radius = modes.HIGH_QUALITY_SIGMAS * mixture.sigma
   for mean in mixture.means_Kx2:
@@ -118,7 +118,7 @@ def metric_curves(path: str, rows: Sequence[dict], keys: Sequence[str]) -> None:
     raise ValueError("metric_curves needs at least one key")
   columns = min(len(keys), MAX_CURVE_COLUMNS)
   lines = math.ceil(len(keys) / columns)
-  figure = _new_figure(CURVE_INCHES[0] * columns, CURVE_INCHES[1] * lines)
+  figure = new_figure(CURVE_INCHES[0] * columns, CURVE_INCHES[1] * lines)
   for i, key in enumerate(keys):
     axes = figure.add_subplot(lines, columns, i + 1)
     steps_T, values = metric_series(rows, key)
@@ -144,7 +144,7 @@ def metric_curves(path: str, rows: Sequence[dict], keys: Sequence[str]) -> None:
 
 def compare_branches(path: str, branches: dict[str, Sequence[dict]], keys: Sequence[str]) -> None:
   """One subplot per key, one labelled line per branch (e.g. recorded vs counterfactual)."""
-  figure = _new_figure(CURVE_INCHES[0] * len(keys), CURVE_INCHES[1])
+  figure = new_figure(CURVE_INCHES[0] * len(keys), CURVE_INCHES[1])
   for i, key in enumerate(keys):
     axes = figure.add_subplot(1, len(keys), i + 1)
     for color, (name, rows) in enumerate(branches.items()):

@@ -1,0 +1,55 @@
+r"""The sampling-order study: does the order of data (and the optimizer) decide collapse?
+
+A grid of cells, sampler kind x optimizer x discriminator x data, each a population of
+P seeds trained in one program; the report gives each cell's collapse rate with a 95%
+Wilson interval and tests, within each (data, discriminator, optimizer) block, whether
+the sampling orders differ.
+
+  python -m jgen.study --config=configs/study_sampling_order.py --workdir=runs/study
+  python -m jgen.study --config=configs/study_sampling_order.py:runlocal --workdir=runs/study_local
+
+The full grid (72 cells x 16 seeds x 30k steps, 100k points; full-batch cells step over all
+100k points) is meant for a GPU or TPU. `runlocal` shrinks everything to run the whole
+pipeline on a 2-core CPU in about 15 minutes: its numbers test the code, not the question.
+Optimizer settings are untuned and pinned here: adam lr 1e-4 beta1 0.8 (PacGAN),
+momentum lr 1e-3 (0.9), sgd lr 1e-2.
+"""
+
+import ml_collections
+
+from configs import gan
+from jgen import config_lib
+
+
+def get_config(arg=None):
+  arg = config_lib.parse_arg(arg, runlocal=False)
+  c = ml_collections.ConfigDict()
+  c.base = gan.base_config(
+    config_lib.parse_arg(None, data="ring8", runlocal=False), discriminator="mlp", set_size=1
+  )
+  c.base.collapse.trace = False  # populations are not traced
+  c.base.train.eval_every = 2500
+  c.base.train.log_every = 2500
+  c.base.train.checkpoint_every = 5000
+
+  c.study = ml_collections.ConfigDict()
+  # Comma-separated names, so that `--config.study.samplers=epoch_shuffle,streak8` works.
+  c.study.samplers = "epoch_shuffle,shuffle_once,with_replacement,streak2,streak8,full_batch"
+  c.study.optimizers = "adam,momentum,sgd"
+  c.study.discriminators = "per_sample,set"
+  c.study.data = "ring8,grid25"
+  c.study.population = 16
+
+  if arg.runlocal:
+    c.study.population = 2
+    c.base.data.num_train = 500
+    c.base.model.generator.width = 64
+    c.base.model.discriminator.width = 64
+    c.base.train.num_steps = 600
+    c.base.train.steps_per_dispatch = 300
+    c.base.train.eval_every = 300
+    c.base.train.log_every = 300
+    c.base.train.checkpoint_every = 300
+    c.base.eval.num_samples = 500
+  c.lock()
+  return c

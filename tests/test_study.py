@@ -1,0 +1,130 @@
+"""The study runner: cells, per-member outcomes, report statistics, resume."""
+
+import json
+import os
+
+import pytest
+
+from configs import study_sampling_order
+from jgen import stats, study
+from jgen.trainers import gan as gan_trainer
+
+
+def tiny_study(**study_overrides):
+  config = study_sampling_order.get_config("runlocal")
+  config.base.train.num_steps = 40
+  config.base.train.steps_per_dispatch = 20
+  config.base.train.log_every = 20
+  config.base.train.eval_every = 20
+  config.base.train.checkpoint_every = 20
+  config.base.model.generator.width = 16
+  config.base.model.discriminator.width = 16
+  config.base.eval.num_samples = 200
+  config.study.samplers = "epoch_shuffle,with_replacement"
+  config.study.optimizers = "adam"
+  config.study.discriminators = "per_sample"
+  config.study.data = "ring8"
+  for key, value in study_overrides.items():
+    config.study[key] = value
+  return config
+
+
+def test_the_full_grid_has_72_cells_and_each_cell_config_differs_only_in_its_factors():
+  config = study_sampling_order.get_config()
+  grid = study.cells(config)
+  assert len(grid) == 6 * 3 * 2 * 2 and len({c["name"] for c in grid}) == 72
+  cell = next(c for c in grid if c["name"] == "grid25-set-sgd-streak8")
+  run = study.cell_config(config, cell)
+  assert (run.data.name, run.model.discriminator.name, run.model.set_size) == (
+    "grid25",
+    "deepsets",
+    4,
+  )
+  assert (run.optimizer.name, run.optimizer.learning_rate) == ("sgd", 1e-2)
+  assert (run.sampler.kind, run.sampler.streak_length) == ("streak", 8)
+  assert run.population.size == 16 and run.seed == config.base.seed
+
+
+def test_unknown_names_in_the_grid_are_refused():
+  with pytest.raises(ValueError, match="valid: epoch_shuffle, shuffle_once"):
+    study.cells(tiny_study(samplers="epoch_shuffle,sorted"))
+
+
+def test_member_outcomes_from_population_rows():
+  rows = [
+    {"step": 10, "modes": [8, 8], "mode_counts": [[1] * 8, [1] * 8], "reverse_kl": [0.0, 0.0],
+     "high_quality": [0.9, 0.9], "diversity": [1.0, 1.0]},
+    {"step": 20, "modes": [8, 5], "mode_counts": [[1] * 8, [1] * 5 + [0] * 3],
+     "reverse_kl": [0.0, 0.5], "high_quality": [0.9, 0.8], "diversity": [1.0, 0.9]},
+  ]  # fmt: skip
+  config = study_sampling_order.get_config().base.collapse
+  first, second = study.member_outcomes(rows, config)
+  assert (first["collapsed"], first["time_to_collapse"]) == (False, None)
+  assert (second["collapsed"], second["time_to_collapse"], second["modes"]) == (True, 20, 5)
+  assert second["modes_over_time"] == [[10, 8], [20, 5]]
+
+
+def _synthetic(sampler, collapsed_flags):
+  cell = {"name": sampler, "data": "ring8", "discriminator": "set", "optimizer": "adam",
+          "sampler": sampler}  # fmt: skip
+  outcomes = [
+    {"collapsed": c, "modes": 5 if c else 8, "high_quality": 0.9, "reverse_kl": 0.1,
+     "time_to_collapse": 1000 if c else None, "modes_over_time": [[1000, 5 if c else 8]]}
+    for c in collapsed_flags
+  ]  # fmt: skip
+  return cell, outcomes
+
+
+def test_report_statistics_on_synthetic_outcomes_with_known_answers():
+  finished = [
+    _synthetic("epoch_shuffle", [True] * 8 + [False] * 2),
+    _synthetic("with_replacement", [True] * 1 + [False] * 5),
+  ]
+  report = study.build_report(finished)
+  (block,) = report["blocks"]
+  test = block["samplers_compared"]
+  assert test["method"] == "Fisher's exact test, two-sided"
+  assert test["p_value"] == pytest.approx(0.034965, abs=1e-6)  # [[8, 2], [1, 5]]
+  first = block["cells"][0]
+  assert first["collapse_rate"] == 0.8
+  assert first["collapse_rate_wilson_95"] == pytest.approx(list(stats.wilson_interval(8, 10)))
+  assert first["modes"]["mean"] == pytest.approx(5.6)
+  assert first["time_to_collapse"]["median"] == 1000
+  markdown = study.report_markdown(report, study_sampling_order.get_config())
+  assert "| epoch_shuffle | 8/10 | 0.80 [0.49, 0.94] |" in markdown
+  assert "p = 0.0350" in markdown
+
+
+def test_a_half_finished_study_resumes_without_rerunning_finished_cells(tmp_path, monkeypatch):
+  real_train = gan_trainer.train_and_evaluate
+  trained = []
+
+  def crash_on_second_cell(config, work_dir):
+    trained.append(os.path.basename(work_dir))
+    if len(trained) == 2:
+      raise KeyboardInterrupt("simulated crash in the second cell")
+    return real_train(config, work_dir)
+
+  monkeypatch.setattr(gan_trainer, "train_and_evaluate", crash_on_second_cell)
+  with pytest.raises(KeyboardInterrupt):
+    study.run_study(tiny_study(), str(tmp_path))
+  first = tmp_path / "cells" / "ring8-per_sample-adam-epoch_shuffle" / "outcome.json"
+  stamp = first.stat().st_mtime_ns
+  trained.clear()
+  monkeypatch.setattr(
+    gan_trainer,
+    "train_and_evaluate",
+    lambda c, w: trained.append(os.path.basename(w)) or real_train(c, w),
+  )
+  report = study.run_study(tiny_study(), str(tmp_path))
+  assert trained == ["ring8-per_sample-adam-with_replacement"]
+  assert first.stat().st_mtime_ns == stamp
+  assert [c["sampler"] for c in report["blocks"][0]["cells"]] == [
+    "epoch_shuffle",
+    "with_replacement",
+  ]
+  assert json.loads((tmp_path / "report.json").read_text()) == report
+  for name in ("report.md", "collapse_rate.png", "modes_over_time.png"):
+    assert (tmp_path / name).exists()
+  outcomes = json.loads(first.read_text())["outcomes"]
+  assert len(outcomes) == 2  # the runlocal population
