@@ -201,9 +201,11 @@ def report_markdown(report: dict, config) -> str:
 def plot_report(path_prefix: str, report: dict, finished) -> None:
   """collapse_rate.png (Wilson error bars) and modes_over_time.png, one panel per block."""
   blocks = report["blocks"]
-  figure = new_figure(3.6 * len(blocks), 2.8)
+  columns = min(3, len(blocks))  # the optimizers of one (data, D) pair share a row
+  rows = math.ceil(len(blocks) / columns)
+  figure = new_figure(3.6 * columns, 2.8 * rows)
   for i, block in enumerate(blocks):
-    axes = figure.add_subplot(1, len(blocks), i + 1)
+    axes = figure.add_subplot(rows, columns, i + 1)
     names = [cell["sampler"] for cell in block["cells"]]
     rates = [cell["collapse_rate"] for cell in block["cells"]]
     errors = [
@@ -216,14 +218,14 @@ def plot_report(path_prefix: str, report: dict, finished) -> None:
     axes.set_title(f"{block['data']}/{block['discriminator']}/{block['optimizer']}", fontsize=8)
     axes.set_ylabel("collapse rate", fontsize=8)
   figure.savefig(f"{path_prefix}collapse_rate.png")
-  figure = new_figure(3.6 * len(blocks), 2.8)
+  figure = new_figure(3.6 * columns, 2.8 * rows)
   by_block = {}
   for cell, outcomes in finished:
     by_block.setdefault((cell["data"], cell["discriminator"], cell["optimizer"]), []).append(
       (cell["sampler"], outcomes)
     )
   for i, (key, entries) in enumerate(by_block.items()):
-    axes = figure.add_subplot(1, len(by_block), i + 1)
+    axes = figure.add_subplot(rows, columns, i + 1)
     for color, (sampler, outcomes) in enumerate(entries):
       steps = [step for step, _ in outcomes[0]["modes_over_time"]]
       mean = [
