@@ -25,7 +25,6 @@ from ml_collections import config_flags
 from jgen import cases, config_lib, replay, rng
 from jgen.trainers import gan as gan_trainer
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/gan.py", "Experiment config.")
 _STEPS = flags.DEFINE_integer("steps", 5000, "Steps per timed repeat.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repeats (the best is reported).")
 _TORCH = flags.DEFINE_bool("torch", False, "Also time benchmarks/torch_gan.py.")
@@ -210,15 +209,15 @@ def main(argv):
   del argv
   if _POPULATIONS.value:
     sizes = [int(size) for size in _POPULATIONS.value]
-    for row in population_scaling(_CONFIG.value, sizes, _STEPS.value, _REPEATS.value):
+    for row in population_scaling(flags.FLAGS.config, sizes, _STEPS.value, _REPEATS.value):
       print(json.dumps(row))
     return
   if _REPLAY_CASE.value:
     print(json.dumps(replay_speed(_REPLAY_CASE.value, _REPEATS.value)))
     return
-  rows = benchmark(_CONFIG.value, _STEPS.value, _REPEATS.value)
+  rows = benchmark(flags.FLAGS.config, _STEPS.value, _REPEATS.value)
   if _TORCH.value:
-    rows.append(torch_reference(_CONFIG.value, _STEPS.value))
+    rows.append(torch_reference(flags.FLAGS.config, _STEPS.value))
     if "steps_per_sec" in rows[-1]:
       rows[-1]["jax_speedup"] = round(rows[0]["steps_per_sec"] / rows[-1]["steps_per_sec"], 2)
   for row in rows:
@@ -226,4 +225,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  # `config` is defined here, not at import: several tools define it, and tests import them
+  # side by side.
+  config_flags.DEFINE_config_file("config", "configs/gan.py", "Experiment config.")
   app.run(main, flags_parser=config_lib.flags_parser("jgen.benchmark"))

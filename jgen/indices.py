@@ -22,7 +22,6 @@ from ml_collections import config_flags
 from jgen import config_lib, rng
 from jgen.data import samplers
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.")
 _FROM_STEP = flags.DEFINE_integer("from_step", 0, "First step to print.", lower_bound=0)
 _NUM_STEPS = flags.DEFINE_integer("num_steps", 10, "Number of steps to print.", lower_bound=0)
 
@@ -51,7 +50,7 @@ def _fail(message: str) -> None:
 def main(argv) -> None:
   if len(argv) > 1:
     _fail(f"unexpected arguments {argv[1:]}; use --config, --from_step, --num_steps")
-  config = _CONFIG.value
+  config = flags.FLAGS.config
   if config is None:
     _fail("--config is required, e.g. --config=configs/gan.py")
   if config.data.get("fresh_samples", False):
@@ -83,4 +82,7 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
+  # `config` is defined here, not at import: several tools define it, and tests import them
+  # side by side.
+  config_flags.DEFINE_config_file("config", None, "Training config file.")
   app.run(main, flags_parser=config_lib.flags_parser("jgen.indices"))

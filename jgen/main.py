@@ -16,18 +16,16 @@ from ml_collections import config_flags
 
 from jgen import config_lib, parallel, trainers
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, plots.")
 _MULTIHOST = flags.DEFINE_bool(
   "multihost", False, "Join the other processes first (jax.distributed): TPU pods, multi-node."
 )
-flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  config = _CONFIG.value
+  config = flags.FLAGS.config
   if config.get("deterministic", False):
     parallel.enable_gpu_determinism()  # before the first JAX computation starts a backend
   config_lib.setup_logging()
@@ -44,4 +42,8 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  # `config` is defined here, not at import: several tools define it, and tests import them
+  # side by side.
+  config_flags.DEFINE_config_file("config", None, "Experiment config file.")
+  flags.mark_flags_as_required(["config", "workdir"])
   app.run(main, flags_parser=config_lib.flags_parser("jgen.main"))

@@ -278,24 +278,24 @@ def run_study(config: ml_collections.ConfigDict, work_dir: str) -> dict:
   return report
 
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Study config file.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Study directory.")
-
-
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if _CONFIG.value is None or not _WORKDIR.value:
+  config, work_dir = flags.FLAGS.config, flags.FLAGS.workdir
+  if config is None or not work_dir:
     print("jgen.study: --config and --workdir are required", file=sys.stderr)
     sys.exit(1)
   config_lib.setup_logging()
   try:
-    run_study(_CONFIG.value, _WORKDIR.value)
+    run_study(config, work_dir)
   except (ValueError, RuntimeError) as error:
     print(f"jgen.study: error: {error}", file=sys.stderr)
     sys.exit(1)
-  print(f"report: {os.path.join(_WORKDIR.value, 'report.md')}")
+  print(f"report: {os.path.join(work_dir, 'report.md')}")
 
 
 if __name__ == "__main__":
+  # Defined here, not at import: tests import this module beside other tools' flags.
+  config_flags.DEFINE_config_file("config", None, "Study config file.")
+  flags.DEFINE_string("workdir", None, "Study directory.")
   app.run(main, flags_parser=config_lib.flags_parser("jgen.study"))
