@@ -22,7 +22,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from jgen import cases, config_lib, replay, rng
+from jgen import cases, config_lib, replay
 from jgen.trainers import gan as gan_trainer
 
 _STEPS = flags.DEFINE_integer("steps", 5000, "Steps per timed repeat.")
@@ -60,9 +60,7 @@ def _sampler_only(gan, root, data, steps: int):
 
 
 def _train_seconds(config, steps: int, repeats: int):
-  gan = gan_trainer.Gan.from_config(config)
-  root = gan_trainer.run_root(gan, config.seed)
-  data = gan_trainer.training_set(gan, root)
+  gan, root, data = gan_trainer.build(config)
   state = gan_trainer.init_state(gan, root)
   chunk = gan_trainer._jitted_chunk(gan, steps)
   flops_per_step = 0.0
@@ -145,9 +143,7 @@ def replay_speed(case_dir: str, repeats: int) -> dict:
   replay.verify(case, timings=timings)
   replay_total = time.perf_counter() - start
   config = cases.case_config(case)
-  gan = gan_trainer.Gan.from_config(config)
-  root = rng.root_key(config.seed)
-  data = gan_trainer.training_set(gan, root)
+  gan, root, data = gan_trainer.build(config)
   start_state = gan_trainer.init_state(gan, root)
   length = min(config.train.steps_per_dispatch, config.train.log_every)
   chunks = timings["steady_steps"] // length

@@ -83,14 +83,14 @@ class CaseRecorder:
   resumed run records the same cases as an uninterrupted one.
   """
 
-  def __init__(self, work_dir, config, checkpoints, trace_log, eval_every, rows, is_chief):
+  def __init__(self, work_dir, config, checkpoints, trace_log, eval_every, rows, enabled):
     self._work_dir = work_dir
     self._config = config
     self._detector_config = config.collapse
     self._checkpoints = checkpoints
     self._trace_log = trace_log
     self._eval_every = eval_every
-    self._enabled = config.collapse.enabled and is_chief
+    self._enabled = config.collapse.enabled and enabled  # chief process, traced run
     self._cases_dir = os.path.join(work_dir, "cases")
     self._detector = collapse.Detector(config.collapse)
     self._snapshots = {}  # evaluation step -> detector state after it

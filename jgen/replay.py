@@ -31,7 +31,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from jgen import cases, checkpoints, collapse, config_lib, parallel, plots, rng, trace
+from jgen import cases, checkpoints, collapse, config_lib, parallel, plots, trace
 from jgen.trainers import gan as gan_trainer
 
 
@@ -167,9 +167,7 @@ def verify(
   """
   setup_clock = time.perf_counter()
   config = cases.case_config(case)
-  gan = gan_trainer.Gan.from_config(config)
-  root = rng.root_key(config.seed)
-  data = None if gan.sample_indices is None else gan_trainer.training_set(gan, root)
+  gan, root, data = gan_trainer.build(config)
   start, end = case["start_step"], case["end_step"]
   recorded_trace = cases.read_trace(case["dir"])
   recorded_parts = _recorded_parts(case)
@@ -244,9 +242,7 @@ def counterfactual(case: dict, overrides: list[str], out_dir: str) -> dict:
   recorded_trace = cases.read_trace(case["dir"])
   results = {}
   for name, config in (("recorded", original_config), ("counterfactual", changed_config)):
-    gan = gan_trainer.Gan.from_config(config)
-    root = rng.root_key(config.seed)
-    data = None if gan.sample_indices is None else gan_trainer.training_set(gan, root)
+    gan, root, data = gan_trainer.build(config)
     state, notes = _restore_start(case, gan, root)
     evaluations, samples = [], {}
 

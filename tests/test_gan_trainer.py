@@ -145,7 +145,7 @@ def test_sets_are_formed_by_the_packing_stream_not_the_batch_order():
   config = tiny_config(setd=True)
   gan = gan_trainer.Gan.from_config(config)
   x = jnp.arange(32 * 2, dtype=jnp.float32).reshape(32, 2)
-  sets = gan_trainer._to_sets(gan, x, jax.random.key(0))
+  sets = gan_trainer._to_sets(gan, x, gan_trainer._set_order(gan, jax.random.key(0)))
   assert sets.shape == (8, 4, 2)
   assert sorted(np.asarray(sets).reshape(-1, 2)[:, 0].tolist()) == x[:, 0].tolist()
   assert not np.array_equal(np.asarray(sets).reshape(32, 2), np.asarray(x))

@@ -20,10 +20,8 @@ def _rows(work_dir):
 
 
 def train_members(config, steps=20, member=None) -> np.ndarray:
-  gan = gan_trainer.Gan.from_config(config)
-  root = gan_trainer.run_root(gan, config.seed)
-  state = gan_trainer.init_state(gan, root)
-  state, _ = gan_trainer.run_chunk(gan, state, root, gan_trainer.training_set(gan, root), steps)
+  gan, root, data = gan_trainer.build(config)
+  state, _ = gan_trainer.run_chunk(gan, gan_trainer.init_state(gan, root), root, data, steps)
   leaves = jax.tree.leaves((state.g_params, state.d_params))
   if member is not None:
     leaves = [leaf[member] for leaf in leaves]

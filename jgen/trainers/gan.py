@@ -149,6 +149,13 @@ def run_root(gan: Gan, seed: int) -> jax.Array:
   return jax.vmap(rng.root_key)(seed + jnp.arange(gan.population))
 
 
+def build(config: ml_collections.ConfigDict) -> tuple[Gan, jax.Array, jax.Array | None]:
+  """(the validated Gan, its root key(s), its training set or None for fresh draws)."""
+  gan = Gan.from_config(config)
+  root = run_root(gan, config.seed)
+  return gan, root, None if gan.sample_indices is None else training_set(gan, root)
+
+
 def _per_member(gan: Gan, fn):
   """`fn` for a single run, vmapped over a population's leading axis otherwise."""
   return fn if gan.population == 1 else jax.vmap(fn)
@@ -185,10 +192,15 @@ def _init_state(gan: Gan, root: jax.Array) -> TrainState:
   return state
 
 
-def _to_sets(gan: Gan, x_BxD: jax.Array, key: jax.Array) -> jax.Array:
-  """Groups the batch into sets of `set_size` by a keyed random assignment."""
-  if gan.set_size > 1:
-    x_BxD = x_BxD[jax.random.permutation(key, gan.batch_size)]
+def _set_order(gan: Gan, key: jax.Array) -> jax.Array | None:
+  """The keyed random assignment of batch positions to sets (None: one sample per set)."""
+  return jax.random.permutation(key, gan.batch_size) if gan.set_size > 1 else None
+
+
+def _to_sets(gan: Gan, x_BxD: jax.Array, order: jax.Array | None) -> jax.Array:
+  """Groups the batch into sets of `set_size`, in the order `_set_order` drew."""
+  if order is not None:
+    x_BxD = x_BxD[order]
   sets = x_BxD.reshape(gan.num_sets, gan.set_size, x_BxD.shape[-1])
   return _shard_batch(gan, sets)
 
@@ -215,11 +227,13 @@ def train_step(gan: Gan, state: TrainState, root: jax.Array, data_Nx2: jax.Array
   z = jax.random.normal(rng.step_key(root, rng.Stream.Z, step), (gan.batch_size, gan.z_dim))
   z = _shard_batch(gan, z)
   packing_key = rng.step_key(root, rng.Stream.PACKING, step)
-  real_key, fake_key = jax.random.fold_in(packing_key, 0), jax.random.fold_in(packing_key, 1)
+  # Drawn once: the G step regroups its fakes exactly as the D step saw them.
+  real_order = _set_order(gan, jax.random.fold_in(packing_key, 0))
+  fake_order = _set_order(gan, jax.random.fold_in(packing_key, 1))
   # One generator forward serves both updates (as in the reference DCGAN loop):
   # G's parameters do not change between them, so recomputing it would be waste.
   fake, generator_vjp = jax.vjp(lambda g_params: gan.generator.apply(g_params, z), state.g_params)
-  real_sets, fake_sets = _to_sets(gan, real, real_key), _to_sets(gan, fake, fake_key)
+  real_sets, fake_sets = _to_sets(gan, real, real_order), _to_sets(gan, fake, fake_order)
 
   def d_objective(d_params):
     both = jnp.concatenate([real_sets, jax.lax.stop_gradient(fake_sets)])
@@ -238,7 +252,9 @@ def train_step(gan: Gan, state: TrainState, root: jax.Array, data_Nx2: jax.Array
   d_params = optax.apply_updates(state.d_params, d_updates)
 
   def g_objective(fake_Bx2):
-    return gan.loss.generator(gan.discriminator.apply(d_params, _to_sets(gan, fake_Bx2, fake_key)))
+    return gan.loss.generator(
+      gan.discriminator.apply(d_params, _to_sets(gan, fake_Bx2, fake_order))
+    )
 
   g_loss, fake_grad = jax.value_and_grad(g_objective)(fake)
   (g_grads,) = generator_vjp(fake_grad)
@@ -335,7 +351,7 @@ class _Run:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, work_dir: str) -> dict:
   """Trains (resuming from WORKDIR/checkpoints if present); returns the final eval row."""
-  gan = Gan.from_config(config)  # every config error surfaces before anything is written
+  gan, root, data = build(config)  # every config error surfaces before anything is written
   schedule = loop.Schedule(
     num_steps=config.train.num_steps,
     steps_per_dispatch=config.train.steps_per_dispatch,
@@ -347,8 +363,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, work_dir: str) -> dict
   os.makedirs(os.path.join(work_dir, "samples"), exist_ok=True)
   parallel.warn_if_unsharded(gan.num_sets, gan.mesh)
 
-  root = run_root(gan, config.seed)
-  data = None if gan.sample_indices is None else training_set(gan, root)
   state = init_state(gan, root)
   ckpts = checkpoints.Checkpoints(work_dir, keep=config.train.keep_checkpoints)
   try:
