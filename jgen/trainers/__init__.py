@@ -4,7 +4,11 @@ import importlib
 
 from jgen import registry
 
-_TRAINERS = {"gan": "jgen.trainers.gan"}
+_TRAINERS = {
+  "gan": "jgen.trainers.gan",
+  "dgn": "jgen.trainers.dgn",
+  "dip": "jgen.trainers.dip",
+}
 
 
 def get_trainer(name: str):
