@@ -32,3 +32,11 @@ def tiny_config(setd: bool = False, **overrides):
 @pytest.fixture
 def make_tiny_config():
   return tiny_config
+
+
+@pytest.fixture(scope="session")
+def digit_classifier():
+  """The cached digit classifier (trained once per machine, ~30 s; JGEN_CACHE_DIR moves it)."""
+  from jgen.evals import digit_classifier as classifier_lib
+
+  return classifier_lib.load_digit_classifier()

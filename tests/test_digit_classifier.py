@@ -1,0 +1,53 @@
+"""The mode classifier of Stacked digits: accuracy bar, cache, pure functions."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jgen.data import digits
+from jgen.evals import digit_classifier as classifier_lib
+
+
+def test_digits_are_sklearn_digits_over_16():
+  images, labels = digits.load_digits()
+  assert images.shape == (1797, 8, 8, 1) and images.dtype == np.float32
+  assert labels.shape == (1797,) and labels.dtype == np.int32
+  assert images.min() == 0.0 and images.max() == 1.0
+  assert sorted(set(labels.tolist())) == list(range(10))
+  from sklearn import datasets
+
+  np.testing.assert_array_equal(images[..., 0] * 16, datasets.load_digits().images)
+
+
+def test_held_out_accuracy_reaches_the_bar(digit_classifier):
+  assert digit_classifier.accuracy >= classifier_lib.MIN_ACCURACY
+  # Recompute it from the cached weights on the held-out split: the cache is not trusted blindly.
+  images, labels = digits.load_digits()
+  _, held = digits.split(len(labels), classifier_lib.CONFIG["held_out_fraction"], 0)
+  accuracy = float(np.mean(np.asarray(digit_classifier.predict(images[held])) == labels[held]))
+  assert accuracy == pytest.approx(digit_classifier.accuracy, abs=1e-6)
+
+
+def test_logits_and_features_are_pure_and_jittable(digit_classifier):
+  images, _ = digits.load_digits()
+  x = jnp.asarray(images[:16])
+  logits = jax.jit(digit_classifier.logits)(x)
+  features = jax.jit(digit_classifier.features)(x)
+  assert logits.shape == (16, 10) and features.shape == (16, digit_classifier.feature_dim)
+  np.testing.assert_allclose(digit_classifier.logits(x), logits, rtol=1e-5, atol=1e-5)
+
+
+def test_cache_is_reused_and_keyed_by_config(digit_classifier, tmp_path):
+  # The session's classifier came from the cache file named by its key.
+  assert classifier_lib.cache_key() in digit_classifier.cache_path
+  changed = dict(classifier_lib.CONFIG, epochs=classifier_lib.CONFIG["epochs"] + 1)
+  assert classifier_lib.cache_key(changed) != classifier_lib.cache_key()
+  # Loading again from the same cache gives the same weights without training.
+  again = classifier_lib.load_digit_classifier(
+    cache_dir=os.path.dirname(digit_classifier.cache_path)
+  )
+  leaves = zip(jax.tree.leaves(again.params), jax.tree.leaves(digit_classifier.params), strict=True)
+  assert all(np.array_equal(a, b) for a, b in leaves)
