@@ -156,3 +156,39 @@ def compare_branches(path: str, branches: dict[str, Sequence[dict]], keys: Seque
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7)
   figure.savefig(path, dpi=DPI)
+
+
+def tile_images(images_NxHxWxC, columns: int) -> np.ndarray:
+  """One [rows*H + gaps, columns*W + gaps, C] canvas of the images, 1-pixel white gaps."""
+  images = np.clip(np.asarray(images_NxHxWxC, np.float32), 0.0, 1.0)
+  n, h, w, c = images.shape
+  rows = math.ceil(n / columns)
+  canvas = np.ones((rows * (h + 1) + 1, columns * (w + 1) + 1, c), np.float32)
+  for i, image in enumerate(images):
+    r, col = divmod(i, columns)
+    canvas[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + col * (w + 1) : 1 + col * (w + 1) + w] = image
+  return canvas
+
+
+def image_grid(path: str, images_NxHxWxC, title: str, metrics: dict | None = None, n: int = 100):
+  """Writes a PNG of the first `n` images in a square grid (C = 1 grey, C = 3 as RGB: each
+  channel of a stacked-digit sample is one digit, so a sample shows as three coloured digits)."""
+  images = np.asarray(images_NxHxWxC)[:n]
+  columns = math.ceil(math.sqrt(len(images)))
+  canvas = tile_images(images, columns)
+  figure = new_figure(SCATTER_INCHES, SCATTER_INCHES + 0.4)
+  axes = figure.add_subplot()
+  axes.imshow(
+    canvas[..., 0] if canvas.shape[-1] == 1 else canvas,
+    cmap="gray",
+    vmin=0,
+    vmax=1,
+    interpolation="nearest",
+  )
+  axes.set_axis_off()
+  if metrics is not None and "kl" in metrics:
+    fid = metrics.get("classifier_fid")
+    title += f"\nmodes {metrics['modes']}/1000 · KL {metrics['kl']:.3f}"
+    title += "" if fid is None else f" · classifier FID {fid:.2f}"
+  axes.set_title(title, fontsize=9)
+  figure.savefig(path, dpi=DPI)

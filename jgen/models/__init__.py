@@ -3,6 +3,7 @@
 import flax.linen as nn
 
 from jgen import registry
+from jgen.models import conv
 from jgen.models import set_discriminators as sets
 from jgen.models.mlp import MLP, SampleDiscriminator
 
@@ -59,4 +60,33 @@ def make_discriminator(model_config) -> nn.Module:
   if d.name == "minibatch_disc":
     _require_positive("model.discriminator.num_kernels", d.num_kernels)
     _require_positive("model.discriminator.kernel_dim", d.kernel_dim)
+  return build(d)
+
+
+def make_image_generator(model_config, sample_shape: tuple[int, int, int]) -> nn.Module:
+  """z_BxZ -> x_BxHxWxC in [0, 1]: the DCGAN-style generator (jgen/models/conv.py)."""
+  g = model_config.generator
+  _require_positive("model.generator.z_dim", g.z_dim)
+  _require_positive("model.generator.width", g.width)
+  return conv.ConvGenerator(tuple(sample_shape), g.width)
+
+
+def make_image_discriminator(model_config) -> nn.Module:
+  """x_SxMxHxWxC -> logits_S: a conv discriminator, per-sample (`conv`) or over sets."""
+  d = model_config.discriminator
+  build = registry.choose("image discriminator", d.name, conv.CONV_DISCRIMINATORS)
+  _require_positive("model.set_size", model_config.set_size)
+  _require_positive("model.discriminator.width", d.width)
+  _require_positive("model.discriminator.feature_dim", d.feature_dim)
+  if d.name == "conv" and model_config.set_size != 1:
+    others = ", ".join(sorted(set(conv.CONV_DISCRIMINATORS) - {"conv"}))
+    raise ValueError(
+      f"the per-sample discriminator 'conv' sees one image, but model.set_size="
+      f"{model_config.set_size}; set model.set_size=1 or pick a set discriminator: {others}"
+    )
+  if d.name == "conv_attention" and d.feature_dim % d.num_heads:
+    raise ValueError(
+      f"conv_attention needs model.discriminator.feature_dim ({d.feature_dim}) divisible by "
+      f"model.discriminator.num_heads ({d.num_heads}); change one of them"
+    )
   return build(d)

@@ -1,9 +1,13 @@
-"""GAN trainer for 2D mixtures: per-sample or set discriminators, exact data order.
+"""GAN trainer for 2D mixtures and images: per-sample or set discriminators, exact data order.
 
 One jitted `train_step(state, root, data)` holds the D step and the G step;
 `train_chunk` scans it over many steps per dispatch. All randomness is
 `fold_in(root, stream, step)`, so the state alone (its step counter included)
 determines the rest of the run, and a checkpoint needs no key.
+
+The data is a 2D mixture (`gan.mixture`, MLP models, PacGAN's metrics) or an image dataset
+(`gan.images`, conv models, jgen/evals/images.py); both are gathered by index on the device
+inside the step, so the same update, scan, mesh, resume, trace and populations serve both.
 """
 
 import dataclasses
@@ -33,7 +37,7 @@ from jgen import (
   trace,
   workdir,
 )
-from jgen.data import mixtures, samplers
+from jgen.data import image_data, mixtures, samplers
 from jgen.evals import diversity, modes
 from jgen.trainers import loop
 
@@ -63,13 +67,19 @@ class Gan:
   d_optimizer: optax.GradientTransformation
   loss: losses.GanLoss
   gp_weight: float
-  mixture: mixtures.Mixture
+  mixture: mixtures.Mixture | None  # 2D data, or None for images
+  images: image_data.ImageData | None  # image data, or None for a mixture
   sample_indices: Callable[[jax.Array, jax.Array], jax.Array] | None  # None: fresh draws
   num_train: int
   batch_size: int  # global: samples per step, real and fake alike
   set_size: int
   z_dim: int
   eval_samples: int
+  eval_config: ml_collections.ConfigDict
+  # One dispatch per step instead of a lax.scan: XLA:CPU runs convolutions inside a while loop
+  # about 15x slower than the same step alone (measured: 257 vs 18 ms), so image runs on CPU
+  # loop in Python. The step itself is the same jitted function either way.
+  step_by_step: bool
   trace: bool  # per-step digests for replay (jgen/trace.py); single runs only for now
   population: int  # independent members trained in one program (vmap); 1 = a plain run
   mesh: jax.sharding.Mesh
@@ -77,11 +87,15 @@ class Gan:
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict, mesh=None) -> "Gan":
     """Builds and validates; raises ValueError naming the fix for any bad setting."""
-    mixture = mixtures.get_mixture(config.data.name)
+    data = image_data.get_data(config.data)
+    images = data if isinstance(data, image_data.IMAGE_TYPES) else None
+    mixture = None if images is not None else data
     num_train = config.data.num_train
     if num_train < 1:
       raise ValueError(f"data.num_train must be >= 1, got {num_train}")
     if config.data.fresh_samples:
+      if images is not None:
+        raise ValueError("data.fresh_samples applies to 2D mixtures only; set it to False")
       if config.sampler.kind != "with_replacement":
         raise ValueError(
           "data.fresh_samples draws i.i.d. points from the mixture every step, which has "
@@ -107,24 +121,45 @@ class Gan:
         f"the batch of {batch_size} samples must split into sets of model.set_size="
         f"{set_size}; choose a set size that divides the batch"
       )
+    if images is None:
+      generator = models.make_generator(config.model, data_dim=2)
+      discriminator = models.make_discriminator(config.model)
+    else:
+      generator = models.make_image_generator(config.model, images.sample_shape)
+      discriminator = models.make_image_discriminator(config.model)
     return cls(
-      generator=models.make_generator(config.model, data_dim=2),
-      discriminator=models.make_discriminator(config.model),
+      generator=generator,
+      discriminator=discriminator,
       g_optimizer=optimizers.make_optimizer(config.optimizer),
       d_optimizer=optimizers.make_optimizer(config.optimizer),
       loss=losses.get_loss(config.loss.name),
       gp_weight=config.loss.gp_weight,
       mixture=mixture,
+      images=images,
       sample_indices=sample_indices,
       num_train=num_train,
       batch_size=batch_size,
       set_size=set_size,
       z_dim=config.model.generator.z_dim,
       eval_samples=config.eval.num_samples,
+      eval_config=config.eval,
+      step_by_step=images is not None and jax.default_backend() == "cpu",
       trace=config.collapse.trace and config.population.size == 1,
       population=config.population.size,
       mesh=mesh if mesh is not None else parallel.make_mesh(),
     )
+
+  @property
+  def sample_shape(self) -> tuple[int, ...]:
+    return (2,) if self.images is None else tuple(self.images.sample_shape)
+
+  @property
+  def data_name(self) -> str:
+    return (self.mixture or self.images).name
+
+  @property
+  def num_modes(self) -> int:
+    return (self.mixture or self.images).num_modes
 
   @property
   def num_sets(self) -> int:
@@ -161,11 +196,18 @@ def _per_member(gan: Gan, fn):
   return fn if gan.population == 1 else jax.vmap(fn)
 
 
-def training_set(gan: Gan, root: jax.Array) -> jax.Array:
-  """The fixed training set (PacGAN: 100,000 points drawn once from the seed; per member)."""
+def training_set(gan: Gan, root: jax.Array):
+  """The fixed training set, drawn once from the seed (per member).
+
+  PacGAN's 100,000 mixture points [N, 2]; for images, what `gan.images.gather` reads (for
+  stacked digits: 128,000 index triples and the 1,797 digits).
+  """
 
   def draw(root):
-    return gan.mixture.sample(rng.stream_key(root, rng.Stream.TRAIN_SET), gan.num_train)
+    key = rng.stream_key(root, rng.Stream.TRAIN_SET)
+    if gan.images is not None:
+      return gan.images.training_set(key, gan.num_train)
+    return gan.mixture.sample(key, gan.num_train)
 
   return jax.jit(_per_member(gan, draw), out_shardings=gan.state_sharding)(root)
 
@@ -180,7 +222,8 @@ def _init_state(gan: Gan, root: jax.Array) -> TrainState:
     rng.stream_key(root, rng.Stream.INIT_G), jnp.zeros((1, gan.z_dim), jnp.float32)
   )
   d_params = gan.discriminator.init(
-    rng.stream_key(root, rng.Stream.INIT_D), jnp.zeros((1, gan.set_size, 2), jnp.float32)
+    rng.stream_key(root, rng.Stream.INIT_D),
+    jnp.zeros((1, gan.set_size, *gan.sample_shape), jnp.float32),
   )
   state = TrainState(
     step=jnp.zeros((), jnp.int32),
@@ -201,7 +244,7 @@ def _to_sets(gan: Gan, x_BxD: jax.Array, order: jax.Array | None) -> jax.Array:
   """Groups the batch into sets of `set_size`, in the order `_set_order` drew."""
   if order is not None:
     x_BxD = x_BxD[order]
-  sets = x_BxD.reshape(gan.num_sets, gan.set_size, x_BxD.shape[-1])
+  sets = x_BxD.reshape(gan.num_sets, gan.set_size, *x_BxD.shape[1:])
   return _shard_batch(gan, sets)
 
 
@@ -216,6 +259,8 @@ def draw_real(gan: Gan, root: jax.Array, data_Nx2: jax.Array, step: jax.Array):
     fresh = gan.mixture.sample(rng.step_key(root, rng.Stream.FRESH_DATA, step), gan.batch_size)
     return fresh, fresh
   indices = gan.sample_indices(root, step)
+  if gan.images is not None:
+    return indices, gan.images.gather(data_Nx2, indices)
   return indices, data_Nx2[indices]
 
 
@@ -295,7 +340,29 @@ def _jitted_chunk(gan: Gan, length: int):
 
 
 def run_chunk(gan: Gan, state: TrainState, root, data_Nx2, length: int):
+  if gan.step_by_step:
+    return _run_steps(gan, state, root, data_Nx2, length)
   return _jitted_chunk(gan, length)(state, root, data_Nx2)
+
+
+@functools.cache
+def _jitted_step(gan: Gan):
+  members = gan.state_sharding
+  return jax.jit(
+    _per_member(gan, functools.partial(train_step, gan)),
+    in_shardings=(members, members, members),
+    out_shardings=(members, parallel.replicated(gan.mesh)),
+    donate_argnums=0,
+  )
+
+
+def _run_steps(gan: Gan, state: TrainState, root, data, length: int):
+  """`length` steps, one dispatch each; metrics stacked as `train_chunk` stacks them."""
+  outputs = []
+  for _ in range(length):
+    state, metrics = _jitted_step(gan)(state, root, data)
+    outputs.append(metrics)
+  return state, jax.tree.map(lambda *steps: jnp.stack(steps), *outputs)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -311,10 +378,15 @@ def _eval_on_device(gan: Gan, g_params, root: jax.Array):
 
 
 def evaluate(gan: Gan, state: TrainState, root: jax.Array) -> tuple[np.ndarray, dict]:
-  """PacGAN's mode-collapse metrics on `eval.num_samples` generated points.
+  """PacGAN's mode-collapse metrics on `eval.num_samples` generated points (images: the
+  stacked-digit modes and classifier-feature metrics, jgen/trainers/image_eval.py).
 
   For a population, samples are [P, n, 2] and each metric is a list over members.
   """
+  if gan.images is not None:
+    from jgen.trainers import image_eval  # the classifier and image metrics, for images only
+
+    return image_eval.evaluate(gan, state, root)
   samples, metrics = jax.device_get(_eval_on_device(gan, state.g_params, root))
   return np.asarray(samples), modes.to_json_row(metrics)
 
@@ -396,7 +468,7 @@ def _train_loop(run: _Run, state: TrainState, start: int) -> dict:
   logging.info(
     "Training %s GAN on %s: %d steps from %d, batch %d in sets of %d, %d device(s).",
     type(gan.discriminator).__name__,
-    gan.mixture.name,
+    gan.data_name,
     schedule.num_steps,
     start,
     gan.batch_size,
@@ -426,10 +498,10 @@ def _train_loop(run: _Run, state: TrainState, start: int) -> dict:
       row.update(_evaluate_and_plot(run, state, step))
     run.log.write(row)
     if "modes" in row:
-      run.recorder.on_evaluation(row, schedule.num_steps)
+      run.recorder.on_evaluation(_for_detectors(row), schedule.num_steps)
     if schedule.should_checkpoint(step):
       run.ckpts.save(step, state)
-    logging.info("%s", _progress_line(row, schedule.num_steps, gan.mixture.num_modes, eta))
+    logging.info("%s", _progress_line(row, schedule.num_steps, gan.num_modes, eta))
     progress.restart_window(step)
   if run.recorder.stop_requested:
     logging.warning("Stopped at step %d: collapse.on_trigger=stop.", step)
@@ -444,9 +516,18 @@ def _train_loop(run: _Run, state: TrainState, start: int) -> dict:
     plots.metric_curves(
       os.path.join(run.work_dir, "metrics.png"),
       workdir.read_rows(run.log.path),
-      ["modes", "high_quality", "reverse_kl", "diversity", "d_loss", "g_loss"],
+      CURVES if gan.images is None else IMAGE_CURVES,
     )
   return last_eval
+
+
+CURVES = ("modes", "high_quality", "reverse_kl", "diversity", "d_loss", "g_loss")
+IMAGE_CURVES = ("modes", "kl", "classifier_fid", "classifier_recall", "d_loss", "g_loss")
+
+
+def _for_detectors(row: dict) -> dict:
+  """Image rows call PacGAN's reverse_kl `kl` (KL to the data's modes); detectors read both."""
+  return row if "kl" not in row else {**row, "reverse_kl": row["kl"]}
 
 
 def _evaluate_and_plot(run: _Run, state: TrainState, step: int) -> dict:
@@ -456,13 +537,11 @@ def _evaluate_and_plot(run: _Run, state: TrainState, step: int) -> dict:
     if run.gan.population > 1:  # the picture shows member 0; the row has every member
       title += f", member 0 of {run.gan.population}"
       shown, shown_row = samples[0], {k: v[0] for k, v in eval_row.items()}
-    plots.scatter_samples(
-      os.path.join(run.work_dir, "samples", f"step_{step:08d}.png"),
-      shown,
-      run.gan.mixture,
-      title=title,
-      metrics=shown_row,
-    )
+    path = os.path.join(run.work_dir, "samples", f"step_{step:08d}.png")
+    if run.gan.images is not None:
+      plots.image_grid(path, shown, title=title, metrics=shown_row)
+    else:
+      plots.scatter_samples(path, shown, run.gan.mixture, title=title, metrics=shown_row)
   return eval_row
 
 
@@ -508,7 +587,11 @@ def _progress_line(row: dict, num_steps: int, num_modes: int, eta: str) -> str:
     f"{row['steps_per_sec']:.0f} steps/s, ETA {eta} | d_loss {row['d_loss']:.4f} "
     f"g_loss {row['g_loss']:.4f}"
   )
-  if "modes" in row:
+  if "modes" in row and "kl" in row:  # images: modes of 1,000 and KL to the data's modes
+    fid = row.get("classifier_fid")
+    text += f" | modes {row['modes']}/{num_modes} kl {row['kl']:.4f}"
+    text += "" if fid is None else f" classifier_fid {fid:.3f}"
+  elif "modes" in row:
     kl = row["reverse_kl"]
     text += (
       f" | modes {row['modes']}/{num_modes} high_quality {row['high_quality']:.3f} "

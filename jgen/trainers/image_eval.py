@@ -1,0 +1,73 @@
+"""The GAN trainer's evaluation of image runs: a fixed-z batch of generated images, and
+jgen/evals/images.py on it (stacked digits: modes, KL, classifier-feature metrics, birthday).
+
+Kept apart from gan.py so that the 2D path never loads the digit classifier.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jgen import rng
+from jgen.data import stacked
+from jgen.evals import diversity, images
+
+# The real reference set is drawn from the data distribution with its own key (a fold of the
+# EVAL stream), not taken from the training set: it is the same for every seed's run.
+_REFERENCE_KEY = 0
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _generate(gan, g_params, root):
+  def one(g_params, root):
+    # The same z at every evaluation, so curves show G changing, not z noise.
+    z = jax.random.normal(rng.stream_key(root, rng.Stream.EVAL), (gan.eval_samples, gan.z_dim))
+    samples = gan.generator.apply(g_params, z)
+    flat = samples.reshape(samples.shape[0], -1)
+    return samples, diversity.mean_pairwise_distance(flat)
+
+  return one(g_params, root) if gan.population == 1 else jax.vmap(one)(g_params, root)
+
+
+@functools.cache
+def reference_images(data, num: int) -> np.ndarray:
+  """`num` real images drawn from the data distribution with a fixed key (host, cached)."""
+  key = jax.random.fold_in(jax.random.key(_REFERENCE_KEY), int(rng.Stream.EVAL))
+  reference = data.training_set(key, num)
+  return np.asarray(jax.device_get(data.gather(reference, jnp.arange(num))))
+
+
+def has_modes(data) -> bool:
+  return isinstance(data, stacked.StackedDigits) and data.sample_shape[:2] == (8, 8)
+
+
+def evaluate(gan, state, root) -> tuple[np.ndarray, dict]:
+  """(samples [n, H, W, C] or [P, n, ...], the row); for a population every value is a list."""
+  samples, spread = jax.device_get(_generate(gan, state.g_params, root))
+  samples = np.asarray(samples)
+  if gan.population == 1:
+    return samples, {**_metrics(gan, samples), "diversity": float(spread)}
+  rows = [_metrics(gan, member) for member in samples]
+  row = {key: [r[key] for r in rows] for key in rows[0]}
+  return samples, {**row, "diversity": [float(s) for s in spread]}
+
+
+def _metrics(gan, samples) -> dict:
+  if not has_modes(gan.images):
+    # No classifier for this data yet (an MNIST one would give stacked_mnist its modes):
+    # samples and diversity only (docs/images.md).
+    return {}
+  from jgen.evals import digit_classifier
+
+  classifier = digit_classifier.load_digit_classifier()
+  real = reference_images(gan.images, gan.eval_samples)
+  return images.evaluate(
+    samples,
+    real,
+    gan.images.mode_distribution(),
+    classifier,
+    gan.eval_config,
+    features_too=gan.eval_config.feature_metrics,
+  )
