@@ -1,0 +1,146 @@
+"""A trained DGN's final extras: interpolations between codes, and new samples from densities
+fitted to the learned codes (a Gaussian and a Gaussian mixture), with sample metrics.
+
+Writes WORKDIR/interpolation.png (rows: linear, then spherical, between pairs of codes) and
+WORKDIR/samples_gaussian.png, samples_gmm.png. Sample metrics (prefixed gaussian_ / gmm_):
+  nn_distance         mean L2 distance of a sample to its nearest training image
+  frechet_random_conv Frechet distance between samples and training images in the features of
+                      the fixed random conv net (jgen/reconstruction.py)
+and, when jgen's digit classifier exists (jgen/evals/digit_classifier.py), on single digits:
+  modes               classes with at least one confidently classified sample (p >= 0.5)
+  reverse_kl          KL(class histogram of confident samples || uniform over the 10 classes)
+  confidence          mean top-class probability
+  frechet_classifier  Frechet distance in the classifier's penultimate features
+"""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jgen import imgrid, reconstruction, rng
+
+
+def lerp(z0, z1, t):
+  return (1.0 - t) * z0 + t * z1
+
+
+def slerp(z0, z1, t):
+  """Spherical interpolation; falls back to lerp for (nearly) parallel codes."""
+  n0, n1 = np.linalg.norm(z0), np.linalg.norm(z1)
+  cos = np.clip(np.dot(z0 / n0, z1 / n1), -1.0, 1.0)
+  omega = np.arccos(cos)
+  if omega < 1e-6:
+    return lerp(z0, z1, t)
+  return (np.sin((1 - t) * omega) * z0 + np.sin(t * omega) * z1) / np.sin(omega)
+
+
+def interpolations(latents, pairs, steps: int, kind: str) -> np.ndarray:
+  """float32[len(pairs), steps, z_dim]: codes from z_i (t=0) to z_j (t=1)."""
+  fn = {"linear": lerp, "spherical": slerp}[kind]
+  ts = np.linspace(0.0, 1.0, steps)
+  latents = np.asarray(latents, np.float64)
+  return np.asarray([[fn(latents[i], latents[j], t) for t in ts] for i, j in pairs], np.float32)
+
+
+def frechet_distance(a_NxF, b_MxF) -> float:
+  """||mu_a - mu_b||^2 + Tr(Ca + Cb - 2 (Ca Cb)^1/2) (the FID formula), in float64."""
+  a, b = np.asarray(a_NxF, np.float64), np.asarray(b_MxF, np.float64)
+  mu_a, mu_b = a.mean(0), b.mean(0)
+  cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+  # sqrt of Ca Cb through the symmetric form Ca^1/2 Cb Ca^1/2 (same eigenvalues).
+  vals, vecs = np.linalg.eigh(cov_a)
+  root_a = (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
+  middle = np.linalg.eigvalsh(root_a @ cov_b @ root_a)
+  trace_sqrt = np.sum(np.sqrt(np.clip(middle, 0, None)))
+  return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_sqrt)
+
+
+def fit_and_sample(latents, kind: str, num_samples: int, components: int, seed: int):
+  """Codes drawn from a Gaussian (full covariance) or a GMM fitted to the learned codes."""
+  from sklearn.mixture import GaussianMixture
+
+  latents = np.asarray(latents, np.float64)
+  components = 1 if kind == "gaussian" else min(components, len(latents))
+  model = GaussianMixture(components, covariance_type="full", reg_covar=1e-5, random_state=seed)
+  model.fit(latents)
+  model.random_state = seed  # sample() draws from the estimator's random_state
+  codes, _ = model.sample(num_samples)
+  return np.asarray(codes, np.float32)
+
+
+def _classifier():
+  try:
+    from jgen.evals import digit_classifier
+  except ImportError:
+    return None
+  return digit_classifier.load_digit_classifier()
+
+
+def sample_metrics(samples, train_images, classifier=None) -> dict:
+  samples, train_images = jnp.asarray(samples), jnp.asarray(train_images)
+  flat_s = samples.reshape(len(samples), -1)
+  flat_t = train_images.reshape(len(train_images), -1)
+  d2 = jnp.sum(flat_s**2, 1)[:, None] - 2 * flat_s @ flat_t.T + jnp.sum(flat_t**2, 1)[None, :]
+  features = reconstruction.random_conv_features(tuple(samples.shape[1:]))
+  row = {
+    "nn_distance": float(jnp.sqrt(jnp.clip(d2.min(axis=1), 0, None)).mean()),
+    "frechet_random_conv": frechet_distance(features(samples), features(train_images)),
+  }
+  if classifier is not None and tuple(samples.shape[1:]) == (8, 8, 1):
+    probs = np.asarray(jax.nn.softmax(classifier.logits(samples), axis=-1))
+    confident = probs.max(axis=1) >= 0.5
+    counts = np.bincount(probs.argmax(axis=1)[confident], minlength=probs.shape[1])
+    p = counts / max(counts.sum(), 1)
+    nz = p > 0
+    row.update(
+      modes=int((counts > 0).sum()),
+      reverse_kl=float(np.sum(p[nz] * np.log(p[nz] * probs.shape[1]))) if counts.sum() else None,
+      confidence=float(probs.max(axis=1).mean()),
+      frechet_classifier=frechet_distance(
+        classifier.features(samples), classifier.features(train_images)
+      ),
+    )
+  return row
+
+
+def final_extras(dgn, state, root, data, work_dir: str, config) -> dict:
+  from jgen.trainers import dgn as dgn_trainer
+
+  latents = np.asarray(state.latents)
+  n = len(latents)
+  # Fixed pairs from the EVAL stream: which codes are interpolated never depends on training.
+  pair_key = rng.stream_key(root, rng.Stream.EVAL)
+  picks = np.asarray(jax.random.choice(pair_key, n, (4, 2), replace=n < 8))
+  pairs = [(int(i), int(j)) for i, j in picks]
+  rows, titles = [], []
+  for kind in ("linear", "spherical"):
+    codes = interpolations(latents, pairs, 9, kind)
+    images = dgn_trainer.reconstruct(dgn, state.g_params, jnp.asarray(codes.reshape(-1, dgn.z_dim)))
+    images = np.asarray(images).reshape(len(pairs), 9, *dgn.image_shape)
+    for (i, j), row in zip(pairs, images, strict=True):
+      rows.append(list(row))
+      titles.append(f"{kind[:3]} {i}->{j}")
+  imgrid.save_grid(
+    os.path.join(work_dir, "interpolation.png"),
+    rows,
+    titles,
+    "G((1-t) z_i + t z_j) and slerp, t = 0 .. 1",
+  )
+  classifier = _classifier()
+  extras = {"classifier_metrics": classifier is not None}
+  for kind in ("gaussian", "gmm"):
+    codes = fit_and_sample(
+      latents, kind, config.eval.num_samples, config.eval.gmm_components, config.seed
+    )
+    codes = np.asarray(dgn.constrain(jnp.asarray(codes)))
+    samples = np.asarray(dgn_trainer.reconstruct(dgn, state.g_params, jnp.asarray(codes)))
+    imgrid.save_grid(
+      os.path.join(work_dir, f"samples_{kind}.png"),
+      [list(samples[r * 16 : (r + 1) * 16]) for r in range(min(4, len(samples) // 16 or 1))],
+      title=f"G(z), z ~ {kind} fitted to the {n} learned codes",
+    )
+    for key, value in sample_metrics(samples, data, classifier).items():
+      extras[f"{kind}_{key}"] = value
+  return extras
