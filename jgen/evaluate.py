@@ -1,8 +1,14 @@
-r"""Mode-collapse metrics (PacGAN protocol) of samples from any codebase.
+r"""Mode-collapse metrics (PacGAN / VEEGAN protocols) of samples from any codebase.
 
   python -m jgen.evaluate --data=ring8 --samples=samples.npy [--plot=samples.png]
+  python -m jgen.evaluate --data=stacked_digits --samples=images.npy [--plot=grid.png]
 
-`samples.npy` holds a float array [n, 2]; the published protocol uses n = 2,500.
+For ring8 and grid25, `samples.npy` holds a float array [n, 2]; the protocol uses n = 2,500.
+For stacked_digits it holds float images [n, 8, 8, 3] in [0, 1], channel c one digit
+(scikit-learn's digits / 16 are such images); the protocol uses n = 26,000. The row has
+`modes` (of 1,000), `kl` = KL(p_gen || p_data), and feature metrics on jgen's digit
+classifier's features (`classifier_fid`, ...: not Inception metrics), against 26,000 real
+images drawn with a fixed key (jgen/trainers/image_eval.py).
 Prints one JSON object on stdout; errors go to stderr with a non-zero exit.
 """
 
@@ -11,6 +17,7 @@ import os
 import sys
 
 import jax
+import ml_collections
 import numpy as np
 from absl import app, flags
 
@@ -18,8 +25,12 @@ from jgen import registry
 from jgen.data import mixtures
 from jgen.evals import modes
 
-_DATA = flags.DEFINE_string("data", None, "Mixture the samples imitate: ring8 or grid25.")
-_SAMPLES = flags.DEFINE_string("samples", None, "A .npy file holding float samples [n, 2].")
+_DATA = flags.DEFINE_string(
+  "data", None, "What the samples imitate: ring8, grid25 (points) or stacked_digits (images)."
+)
+_SAMPLES = flags.DEFINE_string(
+  "samples", None, "A .npy file: float samples [n, 2], or images [n, 8, 8, 3] in [0, 1]."
+)
 _PLOT = flags.DEFINE_string("plot", None, "Optionally also write a scatter plot PNG here.")
 flags.mark_flags_as_required(["data", "samples"])
 
@@ -28,8 +39,8 @@ class EvaluateError(Exception):
   """A problem with the user's input, reported as one line without a traceback."""
 
 
-def load_samples(path: str) -> np.ndarray:
-  """Reads and validates samples [n, 2] from a .npy file, or raises EvaluateError."""
+def load_samples(path: str, shape: tuple[int, ...] = (2,)) -> np.ndarray:
+  """Reads and validates samples [n, *shape] from a .npy file, or raises EvaluateError."""
   if not os.path.exists(path):
     raise EvaluateError(f"samples file not found: {path}")
   if os.path.isdir(path):
@@ -41,14 +52,15 @@ def load_samples(path: str) -> np.ndarray:
     raise EvaluateError(f"cannot read {path} as a .npy array ({e})") from None
   if isinstance(samples, np.lib.npyio.NpzFile):
     samples.close()
-    raise EvaluateError(f"{path} is a .npz archive; save one array [n, 2] with np.save")
+    raise EvaluateError(f"{path} is a .npz archive; save one array with np.save")
   if samples.dtype.kind not in "iuf":
     raise EvaluateError(f"samples must be real numbers, got dtype {samples.dtype} in {path}")
-  if samples.ndim != 2 or samples.shape[1] != 2:
-    raise EvaluateError(f"samples must have shape [n, 2], got {list(samples.shape)} in {path}")
+  wanted = "[n, " + ", ".join(map(str, shape)) + "]"
+  if samples.ndim != 1 + len(shape) or tuple(samples.shape[1:]) != tuple(shape):
+    raise EvaluateError(f"samples must have shape {wanted}, got {list(samples.shape)} in {path}")
   if samples.shape[0] == 0:
-    raise EvaluateError(f"{path} holds no samples (shape [0, 2])")
-  finite_N = np.isfinite(samples).all(axis=1)
+    raise EvaluateError(f"{path} holds no samples (shape {[0, *shape]})")
+  finite_N = np.isfinite(samples).reshape(len(samples), -1).all(axis=1)
   if not finite_N.all():
     bad_values = int(np.size(samples) - np.isfinite(samples).sum())
     raise EvaluateError(
@@ -61,8 +73,9 @@ def load_samples(path: str) -> np.ndarray:
 def get_mixture(data: str) -> mixtures.Mixture:
   try:
     return mixtures.get_mixture(data)
-  except registry.UnknownNameError as e:
-    raise EvaluateError(str(e)) from None
+  except registry.UnknownNameError:
+    valid = ", ".join(sorted([*mixtures.MIXTURES, "stacked_digits"]))
+    raise EvaluateError(f"unknown data {data!r}; valid choices: {valid}") from None
 
 
 def evaluate(samples_Nx2: np.ndarray, mixture: mixtures.Mixture) -> dict:
@@ -79,10 +92,82 @@ def evaluate(samples_Nx2: np.ndarray, mixture: mixtures.Mixture) -> dict:
   }
 
 
+def evaluate_images(samples: np.ndarray) -> dict:
+  """The stacked-digit row: modes, kl, mode_counts and the classifier-feature metrics."""
+  from jgen.data import stacked
+  from jgen.evals import digit_classifier, images
+  from jgen.trainers import image_eval
+
+  data = stacked.stacked_digits()
+  eval_config = ml_collections.ConfigDict(IMAGE_EVAL)
+  real = image_eval.reference_images(data, stacked.PROTOCOL_NUM_SAMPLES)
+  classifier = digit_classifier.load_digit_classifier()
+  row = images.evaluate(samples, real, data.mode_distribution(), classifier, eval_config)
+  counts = row.pop("mode_counts")
+  return {
+    "data": data.name,
+    "num_samples": int(samples.shape[0]),
+    "num_modes_total": data.num_modes,
+    **row,
+    "feature_space": images.FEATURE_SPACE,
+    "classifier_held_out_accuracy": classifier.accuracy,
+    "mode_counts": counts,
+  }
+
+
+# The evaluation settings of configs/stacked_digits_gan.py (pinned; docs/images.md).
+IMAGE_EVAL = {
+  "feature_samples": 5000,
+  "kid_subset_size": 1000,
+  "kid_subsets": 100,
+  "birthday_batch": 100,
+  "birthday_batches": 200,
+  "birthday_quantile": 0.01,
+}
+
+
+def _main_images(path: str) -> int:
+  from jgen.data import stacked
+
+  try:
+    samples = load_samples(path, (8, 8, 3))
+  except EvaluateError as e:
+    print(f"jgen.evaluate: error: {e}", file=sys.stderr)
+    return 1
+  if samples.min() < 0 or samples.max() > 1:
+    print(
+      f"jgen.evaluate: error: images must hold values in [0, 1], got [{samples.min()}, "
+      f"{samples.max()}] in {path} (scikit-learn's digits: divide by 16)",
+      file=sys.stderr,
+    )
+    return 1
+  if "JAX_PLATFORMS" not in os.environ:
+    jax.config.update("jax_platforms", "cpu")
+  if samples.shape[0] != stacked.PROTOCOL_NUM_SAMPLES:
+    print(
+      f"jgen.evaluate: note: {samples.shape[0]} samples; the protocol uses 26,000, so these "
+      "numbers are not directly comparable with the papers'",
+      file=sys.stderr,
+    )
+  row = evaluate_images(samples.astype(np.float32))
+  print(json.dumps(row, allow_nan=False), flush=True)
+  if _PLOT.value:
+    from jgen import plots
+
+    try:
+      plots.image_grid(_PLOT.value, samples, os.path.basename(path), row)
+    except OSError as e:
+      print(f"jgen.evaluate: error: cannot write plot {_PLOT.value} ({e})", file=sys.stderr)
+      return 1
+  return 0
+
+
 def main(argv):
   if len(argv) > 1:
     print(f"jgen.evaluate: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
     return 2
+  if _DATA.value == "stacked_digits":
+    return _main_images(_SAMPLES.value)
   try:
     mixture = get_mixture(_DATA.value)
     samples_Nx2 = load_samples(_SAMPLES.value)
