@@ -2,6 +2,9 @@ r"""Runs a grid of populations and reports collapse with confidence intervals.
 
   python -m jgen.study --config=configs/study_sampling_order.py[:runlocal] --workdir=W
 
+(A config with `study_kind = "dgn_zdim"`, configs/dgn_zdim.py, runs the DGN z-dimension sweep
+of jgen/dgn_study.py instead.)
+
 Each cell (data x discriminator x optimizer x sampler) trains `study.population` seeds
 in one program under W/cells/NAME/ and ends with W/cells/NAME/outcome.json. A cell with
 an outcome is never rerun; an interrupted cell resumes from its checkpoint (it is an
@@ -286,8 +289,17 @@ def main(argv) -> None:
     print("jgen.study: --config and --workdir are required", file=sys.stderr)
     sys.exit(1)
   config_lib.setup_logging()
+  # A config with study_kind="dgn_zdim" (configs/dgn_zdim.py) is the DGN z-dimension sweep.
+  kind = config.get("study_kind", "sampling_order")
   try:
-    run_study(config, work_dir)
+    if kind == "dgn_zdim":
+      from jgen import dgn_study
+
+      dgn_study.run_study(config, work_dir)
+    elif kind == "sampling_order":
+      run_study(config, work_dir)
+    else:
+      raise ValueError(f"unknown study_kind {kind!r}; valid choices: dgn_zdim, sampling_order")
   except (ValueError, RuntimeError) as error:
     print(f"jgen.study: error: {error}", file=sys.stderr)
     sys.exit(1)
