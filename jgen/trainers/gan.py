@@ -30,11 +30,11 @@ from jgen import (
   checkpoints,
   losses,
   models,
-  optimizers,
   parallel,
   plots,
   rng,
   trace,
+  variants,
   workdir,
 )
 from jgen.data import image_data, mixtures, samplers
@@ -82,6 +82,7 @@ class Gan:
   step_by_step: bool
   trace: bool  # per-step digests for replay (jgen/trace.py); single runs only for now
   population: int  # independent members trained in one program (vmap); 1 = a plain run
+  variants: variants.Variants | None  # same-shaped hyper-parameter variants among the members
   mesh: jax.sharding.Mesh
 
   @classmethod
@@ -90,6 +91,7 @@ class Gan:
     data = image_data.get_data(config.data)
     images = data if isinstance(data, image_data.IMAGE_TYPES) else None
     mixture = None if images is not None else data
+    member_variants = variants.parse(config)
     num_train = config.data.num_train
     if num_train < 1:
       raise ValueError(f"data.num_train must be >= 1, got {num_train}")
@@ -107,12 +109,7 @@ class Gan:
       batch_size = samplers.global_batch_size(
         config.sampler, num_examples=num_train, batch_size=config.train.batch_size
       )
-      sample_indices = samplers.make_sampler(
-        config.sampler,
-        num_examples=num_train,
-        batch_size=config.train.batch_size,
-        num_steps=config.train.num_steps,
-      )
+      sample_indices = variants.make_sampler(config, member_variants, num_examples=num_train)
     if config.population.size < 1:
       raise ValueError(f"population.size must be >= 1, got {config.population.size}")
     set_size = config.model.set_size
@@ -130,8 +127,8 @@ class Gan:
     return cls(
       generator=generator,
       discriminator=discriminator,
-      g_optimizer=optimizers.make_optimizer(config.optimizer),
-      d_optimizer=optimizers.make_optimizer(config.optimizer),
+      g_optimizer=variants.make_optimizer(config, member_variants),
+      d_optimizer=variants.make_optimizer(config, member_variants),
       loss=losses.get_loss(config.loss.name),
       gp_weight=config.loss.gp_weight,
       mixture=mixture,
@@ -146,6 +143,7 @@ class Gan:
       step_by_step=images is not None and jax.default_backend() == "cpu",
       trace=config.collapse.trace and config.population.size == 1,
       population=config.population.size,
+      variants=member_variants,
       mesh=mesh if mesh is not None else parallel.make_mesh(),
     )
 
@@ -174,14 +172,17 @@ class Gan:
 
 
 def run_root(gan: Gan, seed: int) -> jax.Array:
-  """The run's root key; for a population, member i's root is that of seed + i.
+  """The run's root key; for a population, member i's root is that of its seed.
 
-  So member i draws exactly the keys (data order, z, init) of a standalone run with
-  seed + i; README "Populations" says how close their results are.
+  Member i's seed is seed + i (with variants: seed + i % seeds_per_variant), so it draws
+  exactly the keys (data order, z, init) of a standalone run with that seed; README
+  "Populations" says how close their results are.
   """
   if gan.population == 1:
     return rng.root_key(seed)
-  return jax.vmap(rng.root_key)(seed + jnp.arange(gan.population))
+  return jax.vmap(rng.root_key)(
+    jnp.asarray(variants.member_seeds(gan.variants, seed, gan.population))
+  )
 
 
 def build(config: ml_collections.ConfigDict) -> tuple[Gan, jax.Array, jax.Array | None]:
@@ -193,7 +194,7 @@ def build(config: ml_collections.ConfigDict) -> tuple[Gan, jax.Array, jax.Array 
 
 def _per_member(gan: Gan, fn):
   """`fn` for a single run, vmapped over a population's leading axis otherwise."""
-  return fn if gan.population == 1 else jax.vmap(fn)
+  return fn if gan.population == 1 else jax.vmap(fn, axis_name=variants.MEMBER_AXIS)
 
 
 def training_set(gan: Gan, root: jax.Array):
@@ -229,8 +230,8 @@ def _init_state(gan: Gan, root: jax.Array) -> TrainState:
     step=jnp.zeros((), jnp.int32),
     g_params=g_params,
     d_params=d_params,
-    g_opt_state=gan.g_optimizer.init(g_params),
-    d_opt_state=gan.d_optimizer.init(d_params),
+    g_opt_state=variants.set_member_hyperparams(gan.variants, gan.g_optimizer.init(g_params)),
+    d_opt_state=variants.set_member_hyperparams(gan.variants, gan.d_optimizer.init(d_params)),
   )
   return state
 
