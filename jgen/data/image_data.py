@@ -6,16 +6,14 @@ An image dataset has `name`, `sample_shape` (H, W, C), `num_modes` (0 if it has 
 """
 
 from jgen import registry
-from jgen.data import mixtures, stacked
+from jgen.data import mixtures, stacked, tfds_source
 
-IMAGE_TYPES = (stacked.StackedDigits,)
-ImageData = stacked.StackedDigits
+IMAGE_TYPES = (stacked.StackedDigits, tfds_source.TfdsImages)
+ImageData = stacked.StackedDigits | tfds_source.TfdsImages
 
 
 def _tfds(name):
   def build(data_config):
-    from jgen.data import tfds_source  # tensorflow_datasets imports slowly: only when used
-
     return tfds_source.load(name, data_config)
 
   return build

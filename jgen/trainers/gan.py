@@ -37,7 +37,7 @@ from jgen import (
   variants,
   workdir,
 )
-from jgen.data import image_data, mixtures, samplers
+from jgen.data import image_data, mixtures, samplers, tfds_source
 from jgen.evals import diversity, modes
 from jgen.trainers import loop
 
@@ -118,6 +118,11 @@ class Gan:
         f"the batch of {batch_size} samples must split into sets of model.set_size="
         f"{set_size}; choose a set size that divides the batch"
       )
+    if getattr(images, "on_host", False) and config.population.size > 1:
+      raise ValueError(
+        f"{images.name} is read on the host, one batch per step: populations need the data on "
+        "the device; raise data.device_bytes_limit if it fits, or set population.size=1"
+      )
     if images is None:
       generator = models.make_generator(config.model, data_dim=2)
       discriminator = models.make_discriminator(config.model)
@@ -140,7 +145,8 @@ class Gan:
       z_dim=config.model.generator.z_dim,
       eval_samples=config.eval.num_samples,
       eval_config=config.eval,
-      step_by_step=images is not None and jax.default_backend() == "cpu",
+      step_by_step=images is not None
+      and (jax.default_backend() == "cpu" or getattr(images, "on_host", False)),
       trace=config.collapse.trace and config.population.size == 1,
       population=config.population.size,
       variants=member_variants,
@@ -261,6 +267,8 @@ def draw_real(gan: Gan, root: jax.Array, data_Nx2: jax.Array, step: jax.Array):
     return fresh, fresh
   indices = gan.sample_indices(root, step)
   if gan.images is not None:
+    if _on_host(gan):  # the host read this step's batch by the same indices (HostBatches)
+      return indices, tfds_source.to_float(data_Nx2)
     return indices, gan.images.gather(data_Nx2, indices)
   return indices, data_Nx2[indices]
 
@@ -357,11 +365,20 @@ def _jitted_step(gan: Gan):
   )
 
 
+def _on_host(gan: Gan) -> bool:
+  return getattr(gan.images, "on_host", False)
+
+
 def _run_steps(gan: Gan, state: TrainState, root, data, length: int):
-  """`length` steps, one dispatch each; metrics stacked as `train_chunk` stacks them."""
+  """`length` steps, one dispatch each; metrics stacked as `train_chunk` stacks them.
+
+  For data read on the host, `data` is a `tfds_source.HostBatches` and each step gets its
+  batch from it (Grain prefetches the next ones meanwhile).
+  """
   outputs = []
   for _ in range(length):
-    state, metrics = _jitted_step(gan)(state, root, data)
+    batch = data.next_batch() if _on_host(gan) else data
+    state, metrics = _jitted_step(gan)(state, root, batch)
     outputs.append(metrics)
   return state, jax.tree.map(lambda *steps: jnp.stack(steps), *outputs)
 
@@ -455,6 +472,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, work_dir: str) -> dict
     if start == 0:  # a case that fires before the first periodic checkpoint starts here
       ckpts.save(0, state)
       trace_log.append_parts(0, trace.part_digests(state))
+    if _on_host(gan):
+      data = tfds_source.HostBatches(
+        gan.images,
+        gan.sample_indices,
+        root,
+        gan.batch_size,
+        start,
+        schedule.num_steps,
+        config.data.host_workers,
+      )
     run = _Run(gan, schedule, root, data, work_dir, ckpts, log, trace_log, recorder)
     try:
       return _train_loop(run, state, start)
