@@ -2,6 +2,7 @@ r"""Throughput of the GAN step, and where the time goes.
 
   python -m jgen.benchmark --config=configs/gan.py
   python -m jgen.benchmark --config=configs/gan_setd.py --torch   # + a PyTorch loop
+  python -m jgen.benchmark --config=configs/stacked_digits_setd.py   # images: gather vs constant
 
 Prints one JSON object per measurement: the whole training step, the sampler
 and gather alone (its share of the step), XLA's FLOP count per step and the
@@ -201,8 +202,79 @@ def population_scaling(config, sizes: list[int], steps: int, repeats: int) -> li
   return rows
 
 
+class _ConstantBatch:
+  """Image data whose every step sees the same batch (a device input, so XLA cannot fold it):
+  the baseline that the index stream and on-device gather are compared with."""
+
+  def __init__(self, images):
+    self.name, self.sample_shape, self.num_modes = images.name, images.sample_shape, 0
+    self.on_host = False
+
+  def gather(self, data, indices):
+    del indices
+    return data["batch"]
+
+
+def image_benchmark(config, steps: int, repeats: int) -> list[dict]:
+  """Image configs: steps/s with the batch gathered by index on the device (trace off and on)
+  against a constant batch; A and B alternate so machine load hits both alike."""
+  import dataclasses
+
+  rows = []
+  timings = {}
+  for trace_on in (False, True):
+    run_config = config.copy_and_resolve_references()
+    run_config.collapse.trace = trace_on
+    gan, root, data = gan_trainer.build(run_config)
+    batch = gan_trainer.draw_real(gan, root, data, jnp.int32(0))[1]
+    constant = dataclasses.replace(gan, images=_ConstantBatch(gan.images))
+    variants = {"gathered": (gan, data)}
+    if not trace_on:
+      variants["constant"] = (constant, {"batch": batch})
+    states = {k: gan_trainer.init_state(g, root) for k, (g, _) in variants.items()}
+    for name, (g, d) in variants.items():  # compile and warm up
+      states[name] = jax.block_until_ready(gan_trainer.run_chunk(g, states[name], root, d, 2)[0])
+    best = dict.fromkeys(variants, float("inf"))
+    for _ in range(repeats):
+      for name, (g, d) in variants.items():
+        start = time.perf_counter()
+        states[name] = jax.block_until_ready(
+          gan_trainer.run_chunk(g, states[name], root, d, steps)[0]
+        )
+        best[name] = min(best[name], time.perf_counter() - start)
+    for name, seconds in best.items():
+      timings[(name, trace_on)] = seconds
+  gathered, constant = timings[("gathered", False)], timings[("constant", False)]
+  rows.append(
+    {
+      "measure": "image step, trace off",
+      "data": config.data.name,
+      "discriminator": config.model.discriminator.name,
+      "backend": jax.default_backend(),
+      "one_dispatch_per_step": bool(gan.step_by_step),
+      "gathered_steps_per_sec": round(steps / gathered, 1),
+      "constant_batch_steps_per_sec": round(steps / constant, 1),
+      "gather_overhead_pct": round(100 * (gathered / constant - 1), 2),
+    }
+  )
+  rows.append(
+    {
+      "measure": "image step, trace on (the default)",
+      "steps_per_sec": round(steps / timings[("gathered", True)], 1),
+      "trace_overhead_pct": round(100 * (timings[("gathered", True)] / gathered - 1), 2),
+    }
+  )
+  return rows
+
+
 def main(argv):
   del argv
+  from jgen.data import image_data
+
+  if image_data.is_image_data(flags.FLAGS.config.data.name):
+    for row in image_benchmark(flags.FLAGS.config, _STEPS.value, _REPEATS.value):
+      print(json.dumps(row))
+    return
   if _POPULATIONS.value:
     sizes = [int(size) for size in _POPULATIONS.value]
     for row in population_scaling(flags.FLAGS.config, sizes, _STEPS.value, _REPEATS.value):
