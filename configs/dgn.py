@@ -81,6 +81,7 @@ def get_config(arg=None):
   c.train = ml_collections.ConfigDict()
   c.train.num_steps = 4000
   c.train.batch_size = 64
+  c.train.lr_decay = "cosine"  # none | cosine (to 0 at num_steps; both optimizers)
   c.train.steps_per_dispatch = 10  # unrolled (jgen/trainers/dgn.py)
   c.train.log_every = 500
   c.train.eval_every = 1000

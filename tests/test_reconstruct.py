@@ -1,0 +1,147 @@
+"""DGN/GLO (jgen/trainers/dgn.py), its sweep, interpolation, losses and inverse operators."""
+
+import json
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import dgn as dgn_config
+from configs import dgn_zdim
+from jgen import dgn_eval, dgn_study, inverse, reconstruction, registry
+from jgen.trainers import dgn as dgn_trainer
+
+
+def tiny(**overrides):
+  config = dgn_config.get_config("runlocal")
+  config.eval.final_extras = False
+  for path, value in overrides.items():
+    *parents, leaf = path.split(".")
+    node = config
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = value
+  return config
+
+
+# --- inverse-problem operators --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_downsample_adjoint_identity_and_shapes(factor):
+  op = inverse.downsample(factor)
+  kx, ky = jax.random.split(jax.random.key(0))
+  x = jax.random.normal(kx, (3, 16, 8, 2))
+  y = jax.random.normal(ky, (3, 16 // factor, 8 // factor, 2))
+  assert op(x).shape == y.shape == op.observed_shape(x.shape)
+  assert op.adjoint(y).shape == x.shape
+  np.testing.assert_allclose(jnp.vdot(op(x), y), jnp.vdot(x, op.adjoint(y)), rtol=1e-5)
+  # Average pooling keeps constant images constant.
+  np.testing.assert_allclose(op(jnp.full((1, 8, 8, 1), 0.3)), 0.3, rtol=1e-6)
+
+
+def test_mask_is_a_self_adjoint_projection():
+  m = inverse.random_mask(jax.random.key(1), (8, 8), 0.5)
+  op = inverse.mask(m)
+  x, y = jax.random.normal(jax.random.key(2), (2, 2, 8, 8, 3))
+  np.testing.assert_allclose(jnp.vdot(op(x), y), jnp.vdot(x, op.adjoint(y)), rtol=1e-5)
+  np.testing.assert_array_equal(op(op(x)), op(x))
+  block = inverse.block_mask((8, 8), 2, 2, 4, 4)
+  assert float(block.sum()) == 64 - 16 and block.shape == (8, 8, 1)
+
+
+def test_degrade_keeps_missing_pixels_missing_and_operator_errors():
+  m = inverse.block_mask((8, 8), 0, 0, 4, 8)
+  y = inverse.degrade(inverse.mask(m), jnp.ones((1, 8, 8, 1)), jax.random.key(0), 0.1)
+  assert float(jnp.abs(y[:, :4]).max()) == 0.0 and float(jnp.abs(y[:, 4:] - 1).max()) > 0
+  with pytest.raises(ValueError, match="divide by it"):
+    inverse.downsample(3)(jnp.zeros((1, 8, 8, 1)))
+  with pytest.raises(registry.UnknownNameError, match="denoise, inpaint, superres"):
+    inverse.make_operator("deblur", key=None, shape_HxW=(8, 8))
+
+
+# --- losses -----------------------------------------------------------------------------------
+
+
+def test_losses_by_name():
+  x = jax.random.uniform(jax.random.key(0), (4, 8, 8, 1))
+  config = tiny().loss
+  for name in ("mse", "l1", "gaussian_nll", "perceptual"):
+    config.name = name
+    loss = reconstruction.make_loss(config, (8, 8, 1))
+    if name != "gaussian_nll":
+      assert float(loss(x, x, None)) == 0.0
+      assert float(loss(x, 1 - x, None)) > 0.0
+    else:
+      # With a perfect fit, the NLL keeps falling as the variance shrinks, down to its floor.
+      assert float(loss(x, x, jnp.float32(-3.0))) < float(loss(x, x, jnp.float32(0.0)))
+  config.name = "kl"
+  with pytest.raises(registry.UnknownNameError, match="gaussian_nll, l1, mse, perceptual"):
+    reconstruction.make_loss(config, (8, 8, 1))
+  assert float(reconstruction.psnr(x, x)[0]) == 100.0
+  np.testing.assert_allclose(reconstruction.psnr(x * 0, x * 0 + 0.1), 20.0, rtol=1e-5)
+
+
+# --- trainer -----------------------------------------------------------------------------------
+
+
+def test_dgn_is_deterministic_and_resume_is_bit_identical(tmp_path):
+  config = tiny()
+  whole = dgn_trainer.train_and_evaluate(config, str(tmp_path / "a"))
+  again = dgn_trainer.train_and_evaluate(config, str(tmp_path / "b"))
+  assert whole["state_digest"] == again["state_digest"]
+  # A crash after step 50: the checkpoint of step 100 never reached the disk.
+  dgn_trainer.train_and_evaluate(config, str(tmp_path / "c"))
+  shutil.rmtree(tmp_path / "c" / "checkpoints" / "100")
+  resumed = dgn_trainer.train_and_evaluate(config, str(tmp_path / "c"))
+  assert resumed["state_digest"] == whole["state_digest"]
+  rows = [json.loads(line) for line in open(tmp_path / "c" / "metrics.jsonl")]
+  evals = [row for row in rows if "exact_fraction" in row]
+  assert evals and all("recon_psnr_mean" in row and "state_digest" in row for row in evals)
+  assert os.path.exists(tmp_path / "c" / "samples" / "step_00000100.png")
+
+
+def test_dgn_config_errors_name_the_fix(tmp_path):
+  dgn_trainer.train_and_evaluate(tiny(), str(tmp_path))
+  with pytest.raises(ValueError, match="learning-rate schedule"):
+    dgn_trainer.train_and_evaluate(tiny(**{"train.num_steps": 200}), str(tmp_path))
+  with pytest.raises(ValueError, match="held out"):
+    dgn_trainer.build(tiny(**{"data.num_train": 1600}))
+  with pytest.raises(registry.UnknownNameError, match="valid choices"):
+    dgn_trainer.build(tiny(**{"sampler.kind": "random"}))
+  with pytest.raises(ValueError, match=r"latent\.project"):
+    dgn_trainer.build(tiny(**{"latent.project": "ball"}))
+
+
+def test_interpolation_endpoints_equal_the_reconstructions():
+  dgn, root, _ = dgn_trainer.build(tiny())
+  state = dgn_trainer.init_state(dgn, root)
+  latents = np.asarray(state.latents)
+  recon = np.asarray(dgn_trainer.reconstruct(dgn, state.g_params, state.latents))
+  for kind in ("linear", "spherical"):
+    codes = dgn_eval.interpolations(latents, [(2, 5)], 7, kind)[0]
+    np.testing.assert_allclose(codes[0], latents[2], atol=1e-6)
+    np.testing.assert_allclose(codes[-1], latents[5], atol=1e-6)
+    ends = np.asarray(dgn_trainer.reconstruct(dgn, state.g_params, jnp.asarray(codes[[0, -1]])))
+    np.testing.assert_allclose(ends, recon[[2, 5]], atol=1e-5)
+
+
+def test_sweep_finds_the_z_boundary_on_a_few_dozen_digits(tmp_path):
+  """32 digits: z_dim 16 with a 32-channel G restores every one (>= 40 dB); z_dim 1 cannot."""
+  config = dgn_zdim.get_config()
+  config.study.num_train = "32"
+  config.study.z_dims = "1,16"
+  config.study.widths = "32"
+  config.study.min_steps = 1500
+  config.study.epochs = 1
+  result = dgn_study.run_study(config, str(tmp_path))
+  by_z = {cell["z_dim"]: cell for cell in result["cells"]}
+  assert by_z[16]["exact_fraction"] == 1.0 and by_z[16]["recon_psnr_min"] >= 40.0
+  assert by_z[1]["exact_fraction"] < 0.5
+  assert result["smallest"] == [
+    {"n": 32, "smallest_z_per_width": {32: 16}, "smallest_z_dim": 16, "width_at_smallest_z": 32}
+  ]
+  assert "| 32 | 16 (width 32) |" in open(tmp_path / "report.md").read()
