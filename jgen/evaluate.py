@@ -119,7 +119,7 @@ def evaluate_images(samples: np.ndarray) -> dict:
 IMAGE_EVAL = {
   "feature_samples": 5000,
   "kid_subset_size": 1000,
-  "kid_subsets": 100,
+  "kid_subsets": 20,
   "birthday_batch": 100,
   "birthday_batches": 200,
   "birthday_quantile": 0.01,

@@ -153,24 +153,26 @@ def _tiny(module, **overrides):
   return config
 
 
-@pytest.mark.parametrize("module", [stacked_digits_gan, stacked_digits_setd])
-def test_image_configs_train_deterministically_and_resume_bit_identically(
-  module, tmp_path, digit_classifier
-):
-  config = _tiny(module)
-  first = gan_trainer.train_and_evaluate(config, str(tmp_path / "a"))
-  again = gan_trainer.train_and_evaluate(config, str(tmp_path / "b"))
-  assert first["state_digest"] == again["state_digest"]
+def test_per_sample_image_config_trains_and_logs_the_image_metrics(tmp_path, digit_classifier):
+  first = gan_trainer.train_and_evaluate(_tiny(stacked_digits_gan), str(tmp_path / "a"))
   assert 0 <= first["modes"] <= 1000 and math.isfinite(first["kl"])
   for key in ("classifier_fid", "classifier_precision", "classifier_coverage", "diversity"):
     assert key in first
   assert (tmp_path / "a" / "samples" / "step_00000008.png").exists()
-  half = _tiny(module, **{"train.num_steps": 4})
+  rows = [json.loads(line) for line in open(tmp_path / "a" / "metrics.jsonl")]
+  assert rows[-1]["modes"] == first["modes"] and rows[-1]["kl"] == first["kl"]
+
+
+def test_set_d_image_config_is_deterministic_and_resumes_bit_identically(tmp_path):
+  """A straight run and one stopped at step 4 and resumed: equal digests (so the run is also
+  reproducible: the resumed one recomputed its first 4 steps in another process state)."""
+  config = _tiny(stacked_digits_setd, **{"eval.feature_metrics": False})
+  straight = gan_trainer.train_and_evaluate(config, str(tmp_path / "straight"))
+  half = _tiny(stacked_digits_setd, **{"eval.feature_metrics": False, "train.num_steps": 4})
   gan_trainer.train_and_evaluate(half, str(tmp_path / "resumed"))
   resumed = gan_trainer.train_and_evaluate(config, str(tmp_path / "resumed"))
-  assert resumed["state_digest"] == first["state_digest"]
-  rows = [json.loads(line) for line in open(tmp_path / "a" / "metrics.jsonl")]
-  assert rows[-1]["modes"] == first["modes"]
+  assert resumed["state_digest"] == straight["state_digest"]
+  assert resumed["modes"] == straight["modes"]
 
 
 def test_image_training_set_is_on_the_device_and_gathered_in_the_step():

@@ -41,8 +41,8 @@ def test_mnist_goes_to_the_device_and_trains(tmp_path):
     assert isinstance(data, tfds_source.TfdsImages) and not data.on_host
     assert data.sample_shape == (28, 28, 1) and data.images.shape == (48, 28, 28, 1)
     first = gan_trainer.train_and_evaluate(config, str(tmp_path / "a"))
-    again = gan_trainer.train_and_evaluate(config, str(tmp_path / "b"))
-  assert first["state_digest"] == again["state_digest"] and "diversity" in first
+  assert first["step"] == 4 and first["diversity"] > 0
+  assert (tmp_path / "a" / "samples" / "step_00000004.png").exists()
 
 
 def test_large_data_is_read_on_the_host_by_the_exact_index_stream(tmp_path):

@@ -91,10 +91,11 @@ def birthday_metrics(real_NxF, fake_NxF, eval_config, seed: int = 0) -> dict:
 
 
 def evaluate(samples, real, p_data_K, classifier, eval_config, features_too: bool = True) -> dict:
-  """The evaluation row of generated images `samples` against real images `real`."""
+  """The evaluation row of generated images `samples` against real images `real` (or, to
+  skip classifying them again, their features from `classify_channels`)."""
   labels, fake_features = classify_channels(classifier, samples)
   row = mode_metrics(labels, p_data_K)
   if features_too:
-    _, real_features = classify_channels(classifier, real)
+    real_features = real if real.ndim == 2 else classify_channels(classifier, real)[1]
     row.update(feature_metrics(real_features, fake_features, eval_config))
   return row

@@ -39,6 +39,19 @@ def reference_images(data, num: int) -> np.ndarray:
   return np.asarray(jax.device_get(data.gather(reference, jnp.arange(num))))
 
 
+@functools.cache
+def _classifier():
+  from jgen.evals import digit_classifier
+
+  return digit_classifier.load_digit_classifier()
+
+
+@functools.cache
+def _reference_features(data, num: int) -> np.ndarray:
+  """The classifier features of `reference_images`, computed once per process."""
+  return images.classify_channels(_classifier(), reference_images(data, num))[1]
+
+
 def has_modes(data) -> bool:
   return isinstance(data, stacked.StackedDigits) and data.sample_shape[:2] == (8, 8)
 
@@ -59,13 +72,10 @@ def _metrics(gan, samples) -> dict:
     # No classifier for this data yet (an MNIST one would give stacked_mnist its modes):
     # samples and diversity only (docs/images.md).
     return {}
-  from jgen.evals import digit_classifier
-
-  classifier = digit_classifier.load_digit_classifier()
-  real = reference_images(gan.images, gan.eval_samples)
+  classifier = _classifier()
   return images.evaluate(
     samples,
-    real,
+    _reference_features(gan.images, gan.eval_samples),
     gan.images.mode_distribution(),
     classifier,
     gan.eval_config,
