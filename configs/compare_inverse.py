@@ -20,9 +20,9 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.prior = dgn.get_config("n=1024,z_dim=32")
-  c.prior.train.num_steps = 16000
-  c.prior.train.eval_every = 4000
-  c.prior.train.checkpoint_every = 4000
+  c.prior.train.num_steps = 8000
+  c.prior.train.eval_every = 2000
+  c.prior.train.checkpoint_every = 2000
   c.prior.eval.final_extras = False
   c.tasks = "denoise,inpaint,superres"
   c.num_images = 16
