@@ -2,16 +2,20 @@
 
 import json
 import os
+import pathlib
 import shutil
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import compare_inverse as compare_inverse_config
 from configs import dgn as dgn_config
 from configs import dgn_zdim
-from jgen import dgn_eval, dgn_study, inverse, reconstruction, registry
+from jgen import compare_inverse, dgn_eval, dgn_study, inverse, reconstruction, registry
 from jgen.trainers import dgn as dgn_trainer
 
 
@@ -145,3 +149,27 @@ def test_sweep_finds_the_z_boundary_on_a_few_dozen_digits(tmp_path):
     {"n": 32, "smallest_z_per_width": {32: 16}, "smallest_z_dim": 16, "width_at_smallest_z": 32}
   ]
   assert "| 32 | 16 (width 32) |" in open(tmp_path / "report.md").read()
+
+
+def test_compare_inverse_imports_beside_the_other_tools_and_shows_its_usage():
+  root = pathlib.Path(__file__).resolve().parents[1]
+  code = "import jgen.main, jgen.study, jgen.compare_inverse"
+  result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+  assert result.returncode == 0, result.stderr[-2000:]
+  result = subprocess.run(
+    [sys.executable, "-m", "jgen.compare_inverse", "--helpshort"],
+    cwd=root,
+    capture_output=True,
+    text=True,
+  )
+  assert "python -m jgen.compare_inverse" in result.stdout + result.stderr
+
+
+def test_compare_inverse_problems_have_the_right_shapes():
+  config = compare_inverse_config.get_config("runlocal")
+  images = jnp.asarray(dgn_trainer.load_images("digits")[:3])
+  problems = compare_inverse.make_problems(config, images, jax.random.key(0))
+  assert problems["denoise"][0].shape == (3, 8, 8, 1)
+  assert problems["superres"][0].shape == (3, 4, 4, 1)
+  y, masks = problems["inpaint"]
+  assert float(jnp.abs(y * (1 - masks)).max()) == 0.0 and 0.2 < float(masks.mean()) < 0.8
