@@ -4,8 +4,9 @@ fitted to the learned codes (a Gaussian and a Gaussian mixture), with sample met
 Writes WORKDIR/interpolation.png (rows: linear, then spherical, between pairs of codes) and
 WORKDIR/samples_gaussian.png, samples_gmm.png. Sample metrics (prefixed gaussian_ / gmm_):
   nn_distance         mean L2 distance of a sample to its nearest training image
-  frechet_random_conv Frechet distance between samples and training images in the features of
-                      the fixed random conv net (jgen/reconstruction.py)
+  frechet_random_conv Frechet distance between samples and training images in the per-channel
+                      means of the fixed random conv net's layers (jgen/reconstruction.py; 96
+                      numbers: its full 6,144 activations made the distance take minutes)
 and, when jgen's digit classifier exists (jgen/evals/digit_classifier.py), on single digits:
   modes               classes with at least one confidently classified sample (p >= 0.5)
   reverse_kl          KL(class histogram of confident samples || uniform over the 10 classes)
@@ -83,7 +84,7 @@ def sample_metrics(samples, train_images, classifier=None) -> dict:
   flat_s = samples.reshape(len(samples), -1)
   flat_t = train_images.reshape(len(train_images), -1)
   d2 = jnp.sum(flat_s**2, 1)[:, None] - 2 * flat_s @ flat_t.T + jnp.sum(flat_t**2, 1)[None, :]
-  features = reconstruction.random_conv_features(tuple(samples.shape[1:]))
+  features = reconstruction.random_conv_features(tuple(samples.shape[1:]), pooled=True)
   row = {
     "nn_distance": float(jnp.sqrt(jnp.clip(d2.min(axis=1), 0, None)).mean()),
     "frechet_random_conv": frechet_distance(features(samples), features(train_images)),

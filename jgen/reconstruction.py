@@ -45,21 +45,26 @@ class RandomConvFeatures(nn.Module):
   perceptual distance sees (cf. Deep Image Prior). Features of every layer, concatenated."""
 
   channels: tuple = (32, 64)
+  pooled: bool = False  # per-channel spatial means (96 numbers) instead of every activation
 
   @nn.compact
   def __call__(self, x):
     features = []
     for channels in self.channels:
       x = nn.relu(nn.Conv(channels, (3, 3))(x))
-      # Each layer's features are scaled by 1/sqrt(size) so no layer dominates the distance.
-      features.append(x.reshape(x.shape[0], -1) / jnp.sqrt(x[0].size))
+      if self.pooled:
+        features.append(x.mean(axis=(1, 2)))
+      else:
+        # Each layer's features are scaled by 1/sqrt(size) so no layer dominates the distance.
+        features.append(x.reshape(x.shape[0], -1) / jnp.sqrt(x[0].size))
     return jnp.concatenate(features, axis=-1)
 
 
 @functools.cache
-def random_conv_features(image_shape: tuple, seed: int = 0) -> Callable:
-  """features(x [N, *image_shape]) -> [N, F] of a random conv net fixed by `seed`."""
-  net = RandomConvFeatures()
+def random_conv_features(image_shape: tuple, seed: int = 0, pooled: bool = False) -> Callable:
+  """features(x [N, *image_shape]) -> [N, F] of a random conv net fixed by `seed` (pooled:
+  the same net's per-channel means, small enough for a Frechet distance)."""
+  net = RandomConvFeatures(pooled=pooled)
   with jax.ensure_compile_time_eval():
     params = net.init(jax.random.key(seed), jnp.zeros((1, *image_shape), jnp.float32))
   return functools.partial(net.apply, params)
