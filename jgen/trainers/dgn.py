@@ -269,13 +269,7 @@ def state_digest(state: TrainState) -> str:
 def train_and_evaluate(config: ml_collections.ConfigDict, work_dir: str) -> dict:
   """Trains (resuming from WORKDIR/checkpoints if present); returns the final eval row."""
   dgn, root, data = build(config)  # every config error surfaces before anything is written
-  schedule = loop.Schedule(
-    num_steps=config.train.num_steps,
-    steps_per_dispatch=config.train.steps_per_dispatch,
-    log_every=config.train.log_every,
-    eval_every=config.train.eval_every,
-    checkpoint_every=config.train.checkpoint_every,
-  )
+  schedule = loop.Schedule.from_config(config.train)
   workdir.check_resumable(work_dir, config)
   _check_schedule_unchanged(work_dir, config)
   os.makedirs(os.path.join(work_dir, "samples"), exist_ok=True)

@@ -181,13 +181,7 @@ def degraded_view(dip: Dip, observed) -> jax.Array:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, work_dir: str) -> dict:
   dip, root, clean, observed = build(config)
-  schedule = loop.Schedule(
-    num_steps=config.train.num_steps,
-    steps_per_dispatch=config.train.steps_per_dispatch,
-    log_every=config.train.log_every,
-    eval_every=config.train.eval_every,
-    checkpoint_every=config.train.checkpoint_every,
-  )
+  schedule = loop.Schedule.from_config(config.train)
   workdir_lib.check_resumable(work_dir, config)
   os.makedirs(os.path.join(work_dir, "images"), exist_ok=True)
   shape_HxW = clean.shape[1:3]

@@ -14,6 +14,17 @@ class Schedule:
   eval_every: int
   checkpoint_every: int
 
+  @classmethod
+  def from_config(cls, train_config) -> "Schedule":
+    """The schedule of `config.train` (every trainer's config has these keys)."""
+    return cls(
+      num_steps=train_config.num_steps,
+      steps_per_dispatch=train_config.steps_per_dispatch,
+      log_every=train_config.log_every,
+      eval_every=train_config.eval_every,
+      checkpoint_every=train_config.checkpoint_every,
+    )
+
   def __post_init__(self):
     for name in ("num_steps", "steps_per_dispatch", "log_every", "eval_every", "checkpoint_every"):
       if getattr(self, name) < 1:
