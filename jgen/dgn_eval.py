@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jgen import imgrid, reconstruction, rng
+from jgen.evals import features as features_lib
 
 
 def lerp(z0, z1, t):
@@ -43,19 +44,6 @@ def interpolations(latents, pairs, steps: int, kind: str) -> np.ndarray:
   ts = np.linspace(0.0, 1.0, steps)
   latents = np.asarray(latents, np.float64)
   return np.asarray([[fn(latents[i], latents[j], t) for t in ts] for i, j in pairs], np.float32)
-
-
-def frechet_distance(a_NxF, b_MxF) -> float:
-  """||mu_a - mu_b||^2 + Tr(Ca + Cb - 2 (Ca Cb)^1/2) (the FID formula), in float64."""
-  a, b = np.asarray(a_NxF, np.float64), np.asarray(b_MxF, np.float64)
-  mu_a, mu_b = a.mean(0), b.mean(0)
-  cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-  # sqrt of Ca Cb through the symmetric form Ca^1/2 Cb Ca^1/2 (same eigenvalues).
-  vals, vecs = np.linalg.eigh(cov_a)
-  root_a = (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
-  middle = np.linalg.eigvalsh(root_a @ cov_b @ root_a)
-  trace_sqrt = np.sum(np.sqrt(np.clip(middle, 0, None)))
-  return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_sqrt)
 
 
 def fit_and_sample(latents, kind: str, num_samples: int, components: int, seed: int):
@@ -87,7 +75,7 @@ def sample_metrics(samples, train_images, classifier=None) -> dict:
   features = reconstruction.random_conv_features(tuple(samples.shape[1:]), pooled=True)
   row = {
     "nn_distance": float(jnp.sqrt(jnp.clip(d2.min(axis=1), 0, None)).mean()),
-    "frechet_random_conv": frechet_distance(features(samples), features(train_images)),
+    "frechet_random_conv": features_lib.fid(features(samples), features(train_images)),
   }
   if classifier is not None and tuple(samples.shape[1:]) == (8, 8, 1):
     probs = np.asarray(jax.nn.softmax(classifier.logits(samples), axis=-1))
@@ -99,7 +87,7 @@ def sample_metrics(samples, train_images, classifier=None) -> dict:
       modes=int((counts > 0).sum()),
       reverse_kl=float(np.sum(p[nz] * np.log(p[nz] * probs.shape[1]))) if counts.sum() else None,
       confidence=float(probs.max(axis=1).mean()),
-      frechet_classifier=frechet_distance(
+      frechet_classifier=features_lib.fid(
         classifier.features(samples), classifier.features(train_images)
       ),
     )

@@ -20,12 +20,8 @@ def tiny_config(setd: bool = False, **overrides):
   config.train.eval_every = 40
   config.train.checkpoint_every = 20
   config.eval.num_samples = 500
-  for path, value in overrides.items():
-    *parents, leaf = path.split(".")
-    node = config
-    for parent in parents:
-      node = node[parent]
-    node[leaf] = value
+  # dotted paths, as on the command line; an unknown key raises, as there
+  config.update_from_flattened_dict(overrides)
   return config
 
 

@@ -17,12 +17,8 @@ def small(task="denoise", **overrides):
   config.train.eval_every = 100
   config.train.log_every = 100
   config.train.checkpoint_every = 300
-  for key, value in overrides.items():
-    *parents, leaf = key.split(".")
-    node = config
-    for parent in parents:
-      node = node[parent]
-    node[leaf] = value
+  # dotted paths, as on the command line; an unknown key raises, as there
+  config.update_from_flattened_dict(overrides)
   return config
 
 

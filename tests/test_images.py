@@ -144,12 +144,8 @@ def _tiny(module, **overrides):
   config.eval.kid_subsets = 5
   config.eval.birthday_batch = 20
   config.eval.birthday_batches = 20
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for parent in parents:
-      node = node[parent]
-    node[leaf] = value
+  # dotted paths, as on the command line; an unknown key raises, as there
+  config.update_from_flattened_dict(overrides)
   return config
 
 

@@ -22,12 +22,8 @@ from jgen.trainers import dgn as dgn_trainer
 def tiny(**overrides):
   config = dgn_config.get_config("runlocal")
   config.eval.final_extras = False
-  for path, value in overrides.items():
-    *parents, leaf = path.split(".")
-    node = config
-    for parent in parents:
-      node = node[parent]
-    node[leaf] = value
+  # dotted paths, as on the command line; an unknown key raises, as there
+  config.update_from_flattened_dict(overrides)
   return config
 
 
