@@ -31,6 +31,10 @@ class StackedDigits:
   name: str
   digits_NxHxW: np.ndarray  # float32 in [0, 1] (or uint8, scaled by 1/255 when gathered)
   labels_N: np.ndarray
+  # The recipe of the digit classifier that labels each channel (jgen/evals/digit_classifier.py
+  # RECIPES), and the TFDS data directory it reads for MNIST.
+  classifier: str = "sklearn_digits"
+  classifier_data_dir: str | None = None
 
   @property
   def sample_shape(self) -> tuple[int, int, int]:

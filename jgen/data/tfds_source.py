@@ -46,7 +46,14 @@ class TfdsImages:
   images: np.ndarray | None  # the whole dataset, when it goes to the device
   source: object | None  # the random-access data source, when it stays on the host
   size: int  # output size (H = W)
-  num_modes: int = 0
+  num_modes: int = 0  # 10 for MNIST on the device: its classes, labelled by the MNIST classifier
+  labels: np.ndarray | None = None  # int32 [N], when the dataset has modes
+  classifier: str | None = None  # the digit classifier's recipe, for datasets with modes
+  classifier_data_dir: str | None = None
+
+  def mode_distribution(self) -> np.ndarray:
+    """p_data over the classes: their frequencies in the training split (float64)."""
+    return np.bincount(self.labels, minlength=self.num_modes) / len(self.labels)
 
   @property
   def on_host(self) -> bool:
@@ -66,9 +73,9 @@ class TfdsImages:
     return _to_size(np.asarray(self.source[int(index)]["image"]), self.size)
 
 
-def tfds_data_dir(data_config) -> str:
+def tfds_data_dir(data_config=None) -> str:
   return (
-    data_config.tfds_data_dir
+    (data_config.tfds_data_dir if data_config is not None else None)
     or os.environ.get("TFDS_DATA_DIR")
     or os.path.expanduser("~/tensorflow_datasets")
   )
@@ -108,6 +115,10 @@ def _read_all(source, size: int) -> np.ndarray:
   return np.stack([_to_size(np.asarray(source[i]["image"]), size) for i in range(len(source))])
 
 
+def _read_labels(source) -> np.ndarray:
+  return np.asarray([source[i]["label"] for i in range(len(source))], np.int32)
+
+
 def load(name: str, data_config):
   """The image dataset `name` from prepared TFDS data (see the module docstring)."""
   data_dir = tfds_data_dir(data_config)
@@ -115,14 +126,20 @@ def load(name: str, data_config):
   first = np.asarray(source[0]["image"])
   size = data_config.image_size or DEFAULT_SIZE.get(name, first.shape[0])
   shape = (size, size, first.shape[-1])
+  # MNIST's modes are its classes, labelled by a classifier trained on MNIST (28x28 only).
+  classified = SOURCE[name] == "mnist" and size == 28
+  classifier = {"classifier": "mnist", "classifier_data_dir": data_dir} if classified else {}
   if name == "stacked_mnist":
     images = _read_all(source, size)[..., 0]
-    labels = np.asarray([source[i]["label"] for i in range(len(source))], np.int32)
-    return stacked.StackedDigits("stacked_mnist", images, labels)
+    return stacked.StackedDigits("stacked_mnist", images, _read_labels(source), **classifier)
   num_bytes = len(source) * int(np.prod(shape))
-  if num_bytes <= data_config.device_bytes_limit:
-    return TfdsImages(name, shape, len(source), _read_all(source, size), None, size)
-  return TfdsImages(name, shape, len(source), None, source, size)
+  if num_bytes > data_config.device_bytes_limit:
+    return TfdsImages(name, shape, len(source), None, source, size)
+  images = _read_all(source, size)
+  if not classified:
+    return TfdsImages(name, shape, len(source), images, None, size)
+  labels = _read_labels(source)
+  return TfdsImages(name, shape, len(source), images, None, size, 10, labels, **classifier)
 
 
 class IndexStreamSampler:

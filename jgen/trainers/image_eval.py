@@ -11,7 +11,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from jgen import rng
-from jgen.data import stacked
 from jgen.evals import diversity, images
 
 # The real reference set is drawn from the data distribution with its own key (a fold of the
@@ -40,20 +39,26 @@ def reference_images(data, num: int) -> np.ndarray:
 
 
 @functools.cache
-def _classifier():
+def _load_classifier(recipe: str, data_dir: str | None):
   from jgen.evals import digit_classifier
 
-  return digit_classifier.load_digit_classifier()
+  return digit_classifier.load_digit_classifier(data=recipe, data_dir=data_dir)
+
+
+def classifier_of(data):
+  """The digit classifier that labels `data`'s channels (trained or read from the cache)."""
+  return _load_classifier(data.classifier, data.classifier_data_dir)
 
 
 @functools.cache
 def _reference_features(data, num: int) -> np.ndarray:
   """The classifier features of `reference_images`, computed once per process."""
-  return images.classify_channels(_classifier(), reference_images(data, num))[1]
+  return images.classify_channels(classifier_of(data), reference_images(data, num))[1]
 
 
 def has_modes(data) -> bool:
-  return isinstance(data, stacked.StackedDigits) and data.sample_shape[:2] == (8, 8)
+  """Stacked digits, stacked MNIST and MNIST have a classifier; CIFAR-10 and CelebA do not."""
+  return getattr(data, "classifier", None) is not None
 
 
 def evaluate(gan, state, root) -> tuple[np.ndarray, dict]:
@@ -69,10 +74,10 @@ def evaluate(gan, state, root) -> tuple[np.ndarray, dict]:
 
 def _metrics(gan, samples) -> dict:
   if not has_modes(gan.images):
-    # No classifier for this data yet (an MNIST one would give stacked_mnist its modes):
-    # samples and diversity only (docs/images.md).
+    # No classifier for this data (CIFAR-10, CelebA): samples and diversity only
+    # (docs/images.md); an Inception FID needs weights the user provides.
     return {}
-  classifier = _classifier()
+  classifier = classifier_of(gan.images)
   return images.evaluate(
     samples,
     _reference_features(gan.images, gan.eval_samples),
