@@ -262,6 +262,8 @@ def list_cases(work_dir: str) -> list[dict]:
 def _summary(case: dict) -> dict:
   rows = [r for r in case.get("rows", []) if "modes" in r]
   first, last = (rows[0], rows[-1]) if rows else ({}, {})
+  # Image rows call KL(p_gen || p_data) over the stacked-digit modes `kl` (jgen/evals/images.py).
+  kl = "kl" if "kl" in first else "reverse_kl"
   return {
     "id": case["id"],
     "status": case["status"],
@@ -269,8 +271,8 @@ def _summary(case: dict) -> dict:
     "triggers": [
       f"{f['detector']}: {f['reading']} (reference {f.get('reference')})" for f in case["detectors"]
     ],
-    "before": {k: first.get(k) for k in ("step", "modes", "reverse_kl", "diversity")},
-    "after": {k: last.get(k) for k in ("step", "modes", "reverse_kl", "diversity")},
+    "before": {k: first.get(k) for k in ("step", "modes", kl, "diversity")},
+    "after": {k: last.get(k) for k in ("step", "modes", kl, "diversity")},
   }
 
 

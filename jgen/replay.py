@@ -18,9 +18,16 @@ A counterfactual runs the recorded config and the overridden one from the same
 checkpoint, evaluates both at the case's evaluation steps, applies the same
 detectors, and writes the metrics side by side, a plot, and whether the
 collapse recurs.
+
+Pictures follow the run's data: scatter plots over a 2D mixture's modes, or grids
+of generated images (frames, each branch's final samples, and samples.png: both
+branches' images at every evaluation, row above row). The curves are those the
+data has: modes, reverse KL and diversity (2D); modes, KL and diversity, plus
+classifier FID when the run computes it (stacked digits); diversity (other images).
 """
 
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -28,11 +35,17 @@ import sys
 import time
 
 import jax
+import ml_collections
 import numpy as np
 from absl import app, flags
 
-from jgen import cases, checkpoints, collapse, config_lib, parallel, plots, trace
+from jgen import cases, checkpoints, collapse, config_lib, imgrid, parallel, plots, trace
+from jgen.data import tfds_source
 from jgen.trainers import gan as gan_trainer
+
+# Columns of samples.png (per branch and evaluation): enough to see a collapse, small enough
+# to read one digit.
+SIDE_BY_SIDE_SAMPLES = 16
 
 
 class ReplayMismatch(Exception):
@@ -69,7 +82,7 @@ def _restore_start(case: dict, gan: gan_trainer.Gan, root) -> tuple[gan_trainer.
   and its optimizer state start from a fresh initialization (its INIT stream), the
   others from the checkpoint.
   """
-  like = gan_trainer.init_state(gan, root)
+  like = _abstract_state(gan, root)
   ckpts = checkpoints.Checkpoints(case["dir"], keep=1000)
   try:
     try:
@@ -78,21 +91,34 @@ def _restore_start(case: dict, gan: gan_trainer.Gan, root) -> tuple[gan_trainer.
       stored = ckpts.restore_raw(case["start_step"])
   finally:
     ckpts.close()
-  parts, notes = {}, []
+  parts, notes, fresh = {}, [], None
   for owner in ("g", "d"):
     params, opt = f"{owner}_params", f"{owner}_opt_state"
     kept = [_reuse(stored[name], getattr(like, name)) for name in (params, opt)]
     if all(part is not None for part in kept):
       parts[params], parts[opt] = kept
     else:
-      parts[params], parts[opt] = getattr(like, params), getattr(like, opt)
+      if fresh is None:
+        fresh = gan_trainer.init_state(gan, root)
+      parts[params], parts[opt] = getattr(fresh, params), getattr(fresh, opt)
       notes.append(f"{params} and {opt}: freshly initialized (the override changes their shapes)")
   step = jax.device_put(stored["step"], like.step.sharding)
   return gan_trainer.TrainState(step=step, **parts), notes
 
 
+def _abstract_state(gan: gan_trainer.Gan, root) -> gan_trainer.TrainState:
+  """The shapes, dtypes and shardings of `gan`'s state, without computing it. A restore needs
+  only the structure, and compiling the initialization of conv models was most of an image
+  replay's setup (measured, tiny stacked-digits case on a busy 2-core CPU: 7.7 of 9 s)."""
+  shapes = jax.eval_shape(functools.partial(gan_trainer.init_state, gan), root)
+  return jax.tree.map(
+    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=gan.state_sharding), shapes
+  )
+
+
 def _reuse(stored_tree, like_tree):
-  """`stored_tree`'s arrays in `like_tree`'s structure, or None if the shapes differ."""
+  """`stored_tree`'s arrays in `like_tree`'s structure and shardings, or None if the shapes
+  differ."""
   stored, (fresh, treedef) = jax.tree.leaves(stored_tree), jax.tree.flatten(like_tree)
   if [np.shape(x) for x in stored] != [np.shape(x) for x in fresh]:
     return None
@@ -107,11 +133,31 @@ def _recorded_parts(case: dict) -> dict[int, dict]:
   return {row["step"]: row["parts"] for row in rows}
 
 
+def _window_data(gan, config, root, data, start: int, end: int):
+  """What the steps (start, end] read: the training set on the device, or for data read on
+  the host, the batches of exactly those steps (the trainer's HostBatches from `start`)."""
+  if not getattr(gan.images, "on_host", False):
+    return data
+  return tfds_source.HostBatches(
+    gan.images, gan.sample_indices, root, gan.batch_size, start, end, config.data.host_workers
+  )
+
+
+def save_samples(path: str, samples, gan, title: str, metrics: dict | None) -> None:
+  """The picture the trainer draws of an evaluation: a scatter plot over a 2D mixture, or a
+  grid of the first generated images."""
+  if gan.images is not None:
+    plots.image_grid(path, samples, title=title, metrics=metrics)
+  else:
+    plots.scatter_samples(path, samples, gan.mixture, title=title, metrics=metrics)
+
+
 def run_window(
   gan, state, root, data, start: int, end: int, stops: set[int], on_stop, steps_per_dispatch
 ) -> Branch:
   """Steps start -> end in scanned chunks that end on every step in `stops`.
 
+  `data` is the training set, or a HostBatches positioned at `start` (`_window_data`).
   `on_stop(step, state)` runs at each stop (and at `end`) and may raise to end early.
   """
   traces, metrics = [], []
@@ -173,12 +219,20 @@ def verify(
   recorded_parts = _recorded_parts(case)
   state, _ = _restore_start(case, gan, root)
   _check_parts(start, trace.part_digests(state), recorded_parts, "the start checkpoint")
+  data = _window_data(gan, config, root, data, start, end)
   setup_seconds = time.perf_counter() - setup_clock
   frame_steps = set()
+  frame_gan = gan
   if dump_dir:
     every = max(1, (end - start) // frames)
     frame_steps = set(range(start + every, end + 1, every))
     os.makedirs(os.path.join(dump_dir, "frames"), exist_ok=True)
+    if "feature_metrics" in gan.eval_config:
+      # A frame is a picture titled with modes and KL; the classifier-feature metrics (FID,
+      # KID, birthday) would cost seconds to tens of seconds per frame, more than the replay.
+      light = ml_collections.ConfigDict(gan.eval_config.to_dict())
+      light.feature_metrics = False
+      frame_gan = dataclasses.replace(gan, eval_config=light)
 
   def on_stop(step, state, replayed):
     bad = _first_trace_mismatch(replayed, recorded_trace)
@@ -187,14 +241,9 @@ def verify(
     if step in recorded_parts:
       _check_parts(step, trace.part_digests(state), recorded_parts, f"the state at step {step}")
     if step in frame_steps:
-      samples, row = gan_trainer.evaluate(gan, state, root)
-      plots.scatter_samples(
-        os.path.join(dump_dir, "frames", f"step_{step:08d}.png"),
-        samples,
-        gan.mixture,
-        title=f"replay step {step}",
-        metrics=row,
-      )
+      samples, row = gan_trainer.evaluate(frame_gan, state, root)
+      path = os.path.join(dump_dir, "frames", f"step_{step:08d}.png")
+      save_samples(path, samples, gan, title=f"replay step {step}", metrics=row)
 
   branch = run_window(
     gan,
@@ -244,6 +293,7 @@ def counterfactual(case: dict, overrides: list[str], out_dir: str) -> dict:
   for name, config in (("recorded", original_config), ("counterfactual", changed_config)):
     gan, root, data = gan_trainer.build(config)
     state, notes = _restore_start(case, gan, root)
+    data = _window_data(gan, config, root, data, start, end)
     evaluations, samples = [], {}
 
     def on_stop(step, state, _, gan=gan, root=root, evaluations=evaluations, samples=samples):
@@ -258,7 +308,9 @@ def counterfactual(case: dict, overrides: list[str], out_dir: str) -> dict:
     detector = collapse.Detector(original_config.collapse, case.get("detector_at_start"))
     fired = []
     for row in evaluations:
-      fired += [{"step": row["step"], **hit} for hit in detector.observe(row)]
+      # As the run judged its rows: image rows call the reverse KL `kl`.
+      hits = detector.observe(gan_trainer._for_detectors(row))
+      fired += [{"step": row["step"], **hit} for hit in hits]
     mismatch = _first_trace_mismatch(branch.trace_rows, recorded_trace)
     results[name] = {
       "collapsed": bool(fired),
@@ -270,8 +322,9 @@ def counterfactual(case: dict, overrides: list[str], out_dir: str) -> dict:
     branch.evaluations, branch.samples = evaluations, samples
     results[name]["_branch"] = branch
   os.makedirs(out_dir, exist_ok=True)
-  start_rows = [r for r in case.get("rows", []) if r["step"] == start and "modes" in r]
-  _plot_branches(out_dir, results, gan.mixture, start_rows[0] if start_rows else None)
+  # The run's evaluation at the start step, if any, begins both curves.
+  start_rows = [r for r in case.get("rows", []) if r["step"] == start and "diversity" in r]
+  _plot_branches(out_dir, results, gan, start_rows[0] if start_rows else None)
   report = {
     "case": case["id"],
     "overrides": overrides,
@@ -283,24 +336,45 @@ def counterfactual(case: dict, overrides: list[str], out_dir: str) -> dict:
   return report
 
 
-def _plot_branches(out_dir: str, results: dict, mixture, start_row: dict | None) -> None:
-  """Both branches' curves overlaid (from the start's evaluation, if any) and final samples."""
+def curve_keys(rows: list[dict]) -> list[str]:
+  """The metrics the comparison plots, of those the evaluation rows hold: 2D modes, reverse KL
+  and diversity; stacked digits' modes, KL, diversity and classifier FID; other images'
+  diversity."""
+  keys = ("modes", "reverse_kl", "kl", "diversity", "classifier_fid")
+  return [key for key in keys if any(key in row for row in rows)]
+
+
+def _plot_branches(out_dir: str, results: dict, gan, start_row: dict | None) -> None:
+  """Both branches' curves overlaid (from the start's evaluation, if any) and final samples;
+  for images also samples.png, both branches at every evaluation (the same z in a column
+  when the seed is unchanged)."""
   branches = {
     name: ([start_row] if start_row else []) + result["evaluations"]
     for name, result in results.items()
   }
-  plots.compare_branches(
-    os.path.join(out_dir, "branches.png"), branches, ["modes", "reverse_kl", "diversity"]
-  )
+  keys = curve_keys([row for rows in branches.values() for row in rows])
+  plots.compare_branches(os.path.join(out_dir, "branches.png"), branches, keys)
   for name, result in results.items():
     branch = result["_branch"]
     last = max(branch.samples)
-    plots.scatter_samples(
+    save_samples(
       os.path.join(out_dir, f"{name}_final.png"),
       branch.samples[last],
-      mixture,
+      gan,
       title=f"{name}, step {last}",
       metrics=branch.evaluations[-1],
+    )
+  if gan.images is not None:
+    rows, titles = [], []
+    for step in sorted(results["recorded"]["_branch"].samples):
+      for name, result in results.items():
+        rows.append(list(result["_branch"].samples[step][:SIDE_BY_SIDE_SAMPLES]))
+        titles.append(f"{name} {step}")
+    imgrid.save_grid(
+      os.path.join(out_dir, "samples.png"),
+      rows,
+      row_titles=titles,
+      title="recorded and counterfactual samples at each evaluation",
     )
 
 
@@ -369,12 +443,13 @@ def main(argv) -> None:
 def _print_counterfactual(report: dict, out_dir: str) -> None:
   print(f"case {report['case']}, steps {report['window'][0]} -> {report['window'][1]}")
   print(f"override: {' '.join(report['overrides'])}")
-  header = f"{'step':>8} | {'recorded modes/rKL/diversity':>30} | {'counterfactual':>30}"
-  print(header)
+  keys = _brief_keys(report["recorded"]["evaluations"] + report["counterfactual"]["evaluations"])
+  label = "recorded " + "/".join(_BRIEF_LABELS[key] for key in keys)
+  print(f"{'step':>8} | {label:>30} | {'counterfactual':>30}")
   recorded = {r["step"]: r for r in report["recorded"]["evaluations"]}
   for row in report["counterfactual"]["evaluations"]:
     old = recorded.get(row["step"], {})
-    print(f"{row['step']:>8} | {_brief(old):>30} | {_brief(row):>30}")
+    print(f"{row['step']:>8} | {_brief(old, keys):>30} | {_brief(row, keys):>30}")
   for name in ("recorded", "counterfactual"):
     result = report[name]
     verdict = "collapses" if result["collapsed"] else "does not collapse"
@@ -385,14 +460,28 @@ def _print_counterfactual(report: dict, out_dir: str) -> None:
     f"first step that differs from the recording: "
     f"{report['counterfactual']['first_divergence_from_recording']}"
   )
-  print(f"written: {out_dir}/counterfactual.json, branches.png, *_final.png")
+  grids = ", samples.png" if os.path.exists(os.path.join(out_dir, "samples.png")) else ""
+  print(f"written: {out_dir}/counterfactual.json, branches.png, *_final.png{grids}")
 
 
-def _brief(row: dict) -> str:
+_BRIEF_LABELS = {"modes": "modes", "reverse_kl": "rKL", "kl": "KL", "diversity": "diversity"}
+
+
+def _brief_keys(rows: list[dict]) -> list[str]:
+  return [key for key in _BRIEF_LABELS if any(key in row for row in rows)]
+
+
+def _brief(row: dict, keys: list[str]) -> str:
   if not row:
     return "-"
-  kl = row.get("reverse_kl")
-  return f"{row['modes']} / {'nan' if kl is None else f'{kl:.3f}'} / {row['diversity']:.3f}"
+  texts = []
+  for key in keys:
+    value = row.get(key)
+    if key == "modes":
+      texts.append(str(value))
+    else:  # a KL is None (logged NaN) when no sample lands near a mode
+      texts.append("nan" if value is None else f"{value:.3f}")
+  return " / ".join(texts)
 
 
 if __name__ == "__main__":
