@@ -1,7 +1,8 @@
 r"""Mode-collapse metrics (PacGAN / VEEGAN protocols) of samples from any codebase.
 
   python -m jgen.evaluate --data=ring8 --samples=samples.npy [--plot=samples.png]
-  python -m jgen.evaluate --data=stacked_digits --samples=images.npy [--plot=grid.png]
+  python -m jgen.evaluate --data=stacked_digits --samples=images.npy [--plot=grid.png] \
+    [--inception_weights=inception_fid.npz]
 
 For ring8 and grid25, `samples.npy` holds a float array [n, 2]; the protocol uses n = 2,500.
 For stacked_digits it holds float images [n, 8, 8, 3] in [0, 1], channel c one digit
@@ -9,6 +10,10 @@ For stacked_digits it holds float images [n, 8, 8, 3] in [0, 1], channel c one d
 `modes` (of 1,000), `kl` = KL(p_gen || p_data), and feature metrics on jgen's digit
 classifier's features (`classifier_fid`, ...: not Inception metrics), against 26,000 real
 images drawn with a fixed key (jgen/trainers/image_eval.py).
+With --inception_weights (images only; made once by `python -m jgen.inception_weights`) the row
+also has `inception_fid`, the standard FID on the FID Inception-v3's pool3 features
+(jgen/evals/inception.py), against the same real images. At ~6 GFLOP per image that is hours on
+a CPU for 26,000 + 26,000 images: JAX_PLATFORMS=cuda runs it on a GPU.
 Prints one JSON object on stdout; errors go to stderr with a non-zero exit.
 """
 
@@ -32,6 +37,12 @@ _SAMPLES = flags.DEFINE_string(
   "samples", None, "A .npy file: float samples [n, 2], or images [n, 8, 8, 3] in [0, 1]."
 )
 _PLOT = flags.DEFINE_string("plot", None, "Optionally also write a scatter plot PNG here.")
+_INCEPTION_WEIGHTS = flags.DEFINE_string(
+  "inception_weights",
+  "",
+  "Images only: also the standard Inception FID (`inception_fid`) with these FID Inception "
+  "weights (.npz from python -m jgen.inception_weights). Empty: off.",
+)
 flags.mark_flags_as_required(["data", "samples"])
 
 
@@ -92,8 +103,9 @@ def evaluate(samples_Nx2: np.ndarray, mixture: mixtures.Mixture) -> dict:
   }
 
 
-def evaluate_images(samples: np.ndarray) -> dict:
-  """The stacked-digit row: modes, kl, mode_counts and the classifier-feature metrics."""
+def evaluate_images(samples: np.ndarray, inception_weights: str = "") -> dict:
+  """The stacked-digit row: modes, kl, mode_counts and the classifier-feature metrics, and
+  with `inception_weights` the standard Inception FID against the same real images."""
   from jgen.data import stacked
   from jgen.evals import digit_classifier, images
   from jgen.trainers import image_eval
@@ -104,6 +116,12 @@ def evaluate_images(samples: np.ndarray) -> dict:
   classifier = digit_classifier.load_digit_classifier()
   row = images.evaluate(samples, real, data.mode_distribution(), classifier, eval_config)
   counts = row.pop("mode_counts")
+  inception_row = {}
+  if inception_weights:
+    from jgen.evals import inception
+
+    inception_row = inception.inception_fid_row(inception_weights, real, samples)
+    inception_row["inception_feature_space"] = inception.FEATURE_SPACE
   return {
     "data": data.name,
     "num_samples": int(samples.shape[0]),
@@ -111,6 +129,7 @@ def evaluate_images(samples: np.ndarray) -> dict:
     **row,
     "feature_space": images.FEATURE_SPACE,
     "classifier_held_out_accuracy": classifier.accuracy,
+    **inception_row,
     "mode_counts": counts,
   }
 
@@ -126,7 +145,7 @@ IMAGE_EVAL = {
 }
 
 
-def _main_images(path: str) -> int:
+def _main_images(path: str, inception_weights: str = "") -> int:
   from jgen.data import stacked
 
   try:
@@ -143,13 +162,26 @@ def _main_images(path: str) -> int:
     return 1
   if "JAX_PLATFORMS" not in os.environ:
     jax.config.update("jax_platforms", "cpu")
+  if inception_weights:
+    from jgen.evals import inception
+
+    try:
+      inception.load_inception(inception_weights)  # a bad file fails now, not after the metrics
+    except inception.InceptionWeightsError as e:
+      print(f"jgen.evaluate: error: {e}", file=sys.stderr)
+      return 1
+    print(
+      f"jgen.evaluate: note: Inception features of {stacked.PROTOCOL_NUM_SAMPLES} real and "
+      f"{samples.shape[0]} generated images on {jax.default_backend()} (~6 GFLOP each)",
+      file=sys.stderr,
+    )
   if samples.shape[0] != stacked.PROTOCOL_NUM_SAMPLES:
     print(
       f"jgen.evaluate: note: {samples.shape[0]} samples; the protocol uses 26,000, so these "
       "numbers are not directly comparable with the papers'",
       file=sys.stderr,
     )
-  row = evaluate_images(samples.astype(np.float32))
+  row = evaluate_images(samples.astype(np.float32), inception_weights)
   print(json.dumps(row, allow_nan=False), flush=True)
   if _PLOT.value:
     from jgen import plots
@@ -167,7 +199,14 @@ def main(argv):
     print(f"jgen.evaluate: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
     return 2
   if _DATA.value == "stacked_digits":
-    return _main_images(_SAMPLES.value)
+    return _main_images(_SAMPLES.value, _INCEPTION_WEIGHTS.value)
+  if _INCEPTION_WEIGHTS.value:
+    print(
+      "jgen.evaluate: error: --inception_weights applies to images (--data=stacked_digits), "
+      f"not to {_DATA.value!r}",
+      file=sys.stderr,
+    )
+    return 1
   try:
     mixture = get_mixture(_DATA.value)
     samples_Nx2 = load_samples(_SAMPLES.value)
