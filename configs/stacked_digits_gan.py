@@ -10,6 +10,8 @@ DCGAN-style G and D (jgen/models/conv.py), Adam 2e-4, beta1 0.5, batch 64.
   python -m jgen.main --config=configs/stacked_digits_gan.py --workdir=runs/sd_gan
   python -m jgen.main --config=configs/stacked_digits_gan.py:runlocal --workdir=runs/sd_tiny
   python -m jgen.main --config=configs/stacked_digits_gan.py --config.data.name=mnist ...
+  python -m jgen.main --config=configs/stacked_digits_gan.py \
+      --config.model.discriminator.spectral_norm=True --workdir=runs/sd_gan_sn
 
 Switches after the colon: runlocal (a tiny smoke run).
 """
@@ -49,6 +51,13 @@ def image_config(arg, *, discriminator: str, set_size: int) -> ml_collections.Co
   c.model.generator.width = 32
   c.model.discriminator.width = 32
   c.model.discriminator.feature_dim = 128
+  # Spectral normalization (SN-GAN) of every D kernel, stateless: each D call runs
+  # power_iterations steps from a fixed vector (jgen/models/spectral_norm.py); off, D is the
+  # plain one, params and numbers alike. 20 steps: on random inits (the slow case) a layer's
+  # norm ends ~1% above 1, at worst ~6% (10: up to 11%), for ~15% of a CPU step
+  # (docs/decisions.md, "Spectral normalization").
+  c.model.discriminator.spectral_norm = False
+  c.model.discriminator.power_iterations = 20
 
   c.optimizer.learning_rate = 2e-4
   c.optimizer.b1 = 0.5

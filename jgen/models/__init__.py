@@ -38,6 +38,13 @@ def make_generator(model_config, data_dim: int = 2) -> nn.Module:
 def make_discriminator(model_config) -> nn.Module:
   """x_SxMxD -> logits_S for S sets of M = model.set_size samples."""
   d = model_config.discriminator
+  if d.get("spectral_norm", False):
+    # An image config run on a 2D mixture: say so rather than train without it.
+    raise ValueError(
+      "model.discriminator.spectral_norm is implemented for the conv (image) discriminators "
+      f"only ({', '.join(conv.CONV_DISCRIMINATORS)}), not for the 2D discriminator "
+      f"{d.name!r}; set it to False"
+    )
   build = registry.choose("discriminator", d.name, DISCRIMINATORS)
   _require_positive("model.set_size", model_config.set_size)
   _require_positive("model.discriminator.width", d.width)
@@ -78,6 +85,8 @@ def make_image_discriminator(model_config) -> nn.Module:
   _require_positive("model.set_size", model_config.set_size)
   _require_positive("model.discriminator.width", d.width)
   _require_positive("model.discriminator.feature_dim", d.feature_dim)
+  if d.get("spectral_norm", False):
+    _require_positive("model.discriminator.power_iterations", d.power_iterations)
   if d.name == "conv" and model_config.set_size != 1:
     others = ", ".join(sorted(set(conv.CONV_DISCRIMINATORS) - {"conv"}))
     raise ValueError(

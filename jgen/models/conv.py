@@ -10,6 +10,10 @@ mutable statistics in the train state.
 Discriminators map x_SxMxHxWxC -> logits_S, one logit per set, like the 2D ones
 (jgen/models/set_discriminators.py), and reuse their pooling: per-sample conv features, then
 moments (DeepSets), attention (PMA), minibatch-stddev, or PacGAN packing on the channels.
+
+Every discriminator takes `power_iterations`: 0 (the default) leaves it as it was; n >= 1
+spectrally normalizes every kernel it has (convs, dense layers, heads, attention projections)
+with n stateless power-iteration steps (jgen/models/spectral_norm.py), params unchanged.
 """
 
 import flax.linen as nn
@@ -17,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from jgen.models import set_discriminators as sets
+from jgen.models import spectral_norm
 from jgen.models.mlp import MLP
 
 LEAK = 0.2
@@ -61,14 +66,22 @@ class ConvFeatures(nn.Module):
 
   width: int
   feature_dim: int
+  power_iterations: int = 0  # spectral normalization of every kernel; 0: none
 
   @nn.compact
   def __call__(self, x_NxHxWxC: jax.Array) -> jax.Array:
+    conv = spectral_norm.wrap(self, nn.Conv, self.power_iterations)
+    dense = spectral_norm.wrap(self, nn.Dense, self.power_iterations)
     h = x_NxHxWxC * 2.0 - 1.0
-    h = nn.leaky_relu(nn.Conv(self.width, (3, 3))(h), LEAK)
+    h = nn.leaky_relu(conv(self.width, (3, 3))(h), LEAK)
     for level in range(num_halvings(x_NxHxWxC.shape[1])):
-      h = nn.leaky_relu(nn.Conv(self.width * 2 ** (level + 1), (3, 3), strides=(2, 2))(h), LEAK)
-    return nn.leaky_relu(nn.Dense(self.feature_dim)(h.reshape(h.shape[0], -1)), LEAK)
+      h = nn.leaky_relu(conv(self.width * 2 ** (level + 1), (3, 3), strides=(2, 2))(h), LEAK)
+    return nn.leaky_relu(dense(self.feature_dim)(h.reshape(h.shape[0], -1)), LEAK)
+
+
+def _features(d: nn.Module) -> ConvFeatures:
+  """The conv stack of discriminator d, with d's width, feature size and normalization."""
+  return ConvFeatures(d.width, d.feature_dim, d.power_iterations)
 
 
 def _per_sample_features(module: ConvFeatures, x_SxMxHxWxC: jax.Array) -> jax.Array:
@@ -82,13 +95,15 @@ class ConvSampleDiscriminator(nn.Module):
 
   width: int
   feature_dim: int
+  power_iterations: int = 0
 
   @nn.compact
   def __call__(self, x_SxMxHxWxC: jax.Array) -> jax.Array:
     if x_SxMxHxWxC.shape[1] != 1:
       raise ValueError(f"the per-sample discriminator sees sets of one, got {x_SxMxHxWxC.shape}")
-    h_Sx1xF = _per_sample_features(ConvFeatures(self.width, self.feature_dim), x_SxMxHxWxC)
-    return nn.Dense(1)(h_Sx1xF[:, 0])[:, 0].astype(jnp.float32)
+    h_Sx1xF = _per_sample_features(_features(self), x_SxMxHxWxC)
+    dense = spectral_norm.wrap(self, nn.Dense, self.power_iterations)
+    return dense(1)(h_Sx1xF[:, 0])[:, 0].astype(jnp.float32)
 
 
 class ConvDeepSets(nn.Module):
@@ -97,12 +112,14 @@ class ConvDeepSets(nn.Module):
   width: int
   feature_dim: int
   num_moments: int
+  power_iterations: int = 0
 
   @nn.compact
   def __call__(self, x_SxMxHxWxC: jax.Array) -> jax.Array:
-    h_SxMxF = _per_sample_features(ConvFeatures(self.width, self.feature_dim), x_SxMxHxWxC)
+    h_SxMxF = _per_sample_features(_features(self), x_SxMxHxWxC)
     pooled = sets.central_moments(h_SxMxF, self.num_moments)
-    return MLP(self.feature_dim, 1, out_dim=1, name="rho")(pooled)[:, 0].astype(jnp.float32)
+    rho = MLP(self.feature_dim, 1, out_dim=1, power_iterations=self.power_iterations, name="rho")
+    return rho(pooled)[:, 0].astype(jnp.float32)
 
 
 class ConvAttention(nn.Module):
@@ -111,16 +128,19 @@ class ConvAttention(nn.Module):
   width: int
   feature_dim: int
   num_heads: int
+  power_iterations: int = 0
 
   @nn.compact
   def __call__(self, x_SxMxHxWxC: jax.Array) -> jax.Array:
-    h_SxMxF = _per_sample_features(ConvFeatures(self.width, self.feature_dim), x_SxMxHxWxC)
+    h_SxMxF = _per_sample_features(_features(self), x_SxMxHxWxC)
+    # The seed is the query, an input to attention rather than a weight: not normalized.
     seed_1xF = self.param("seed", nn.initializers.normal(1.0), (1, self.feature_dim))
     query = jnp.broadcast_to(seed_1xF, (h_SxMxF.shape[0], 1, self.feature_dim))
-    pooled_Sx1xF = nn.MultiHeadDotProductAttention(
+    pooled_Sx1xF = spectral_norm.wrap_attention(self, self.power_iterations)(
       num_heads=self.num_heads, qkv_features=self.feature_dim, out_features=self.feature_dim
     )(query.astype(h_SxMxF.dtype), h_SxMxF, h_SxMxF)
-    logits = MLP(self.feature_dim, 1, out_dim=1, name="rho")(pooled_Sx1xF[:, 0])
+    rho = MLP(self.feature_dim, 1, out_dim=1, power_iterations=self.power_iterations, name="rho")
+    logits = rho(pooled_Sx1xF[:, 0])
     return logits[:, 0].astype(jnp.float32)
 
 
@@ -129,12 +149,14 @@ class ConvPack(nn.Module):
 
   width: int
   feature_dim: int
+  power_iterations: int = 0
 
   @nn.compact
   def __call__(self, x_SxMxHxWxC: jax.Array) -> jax.Array:
     packed_SxHxWxMC = jnp.concatenate(jnp.unstack(x_SxMxHxWxC, axis=1), axis=-1)
-    h_SxF = ConvFeatures(self.width, self.feature_dim)(packed_SxHxWxMC)
-    return nn.Dense(1)(h_SxF)[:, 0].astype(jnp.float32)
+    h_SxF = _features(self)(packed_SxHxWxMC)
+    dense = spectral_norm.wrap(self, nn.Dense, self.power_iterations)
+    return dense(1)(h_SxF)[:, 0].astype(jnp.float32)
 
 
 class ConvMinibatchStddev(nn.Module):
@@ -142,21 +164,35 @@ class ConvMinibatchStddev(nn.Module):
 
   width: int
   feature_dim: int
+  power_iterations: int = 0
 
   @nn.compact
   def __call__(self, x_SxMxHxWxC: jax.Array) -> jax.Array:
-    h_SxMxF = _per_sample_features(ConvFeatures(self.width, self.feature_dim), x_SxMxHxWxC)
+    h_SxMxF = _per_sample_features(_features(self), x_SxMxHxWxC)
     stddev_S = sets.minibatch_stddev(h_SxMxF)
     stddev_SxMx1 = jnp.broadcast_to(stddev_S[:, None, None], (*h_SxMxF.shape[:2], 1))
     features = jnp.concatenate([h_SxMxF, stddev_SxMx1.astype(h_SxMxF.dtype)], axis=-1)
-    logits_SxM = MLP(self.feature_dim, 1, out_dim=1, name="head")(features)[..., 0]
+    head = MLP(self.feature_dim, 1, out_dim=1, power_iterations=self.power_iterations, name="head")
+    logits_SxM = head(features)[..., 0]
     return jnp.mean(logits_SxM, axis=1).astype(jnp.float32)
 
 
+def power_iterations(c) -> int:
+  """model.discriminator -> the modules' power_iterations: 0 unless spectral_norm is on.
+
+  .get: configs saved before the keys existed (replay, evaluate of old runs) read as off.
+  """
+  return c.get("power_iterations", 0) if c.get("spectral_norm", False) else 0
+
+
 CONV_DISCRIMINATORS = {
-  "conv": lambda c: ConvSampleDiscriminator(c.width, c.feature_dim),
-  "conv_deepsets": lambda c: ConvDeepSets(c.width, c.feature_dim, c.num_moments),
-  "conv_attention": lambda c: ConvAttention(c.width, c.feature_dim, c.num_heads),
-  "conv_pack": lambda c: ConvPack(c.width, c.feature_dim),
-  "conv_mbstd": lambda c: ConvMinibatchStddev(c.width, c.feature_dim),
+  "conv": lambda c: ConvSampleDiscriminator(c.width, c.feature_dim, power_iterations(c)),
+  "conv_deepsets": lambda c: ConvDeepSets(
+    c.width, c.feature_dim, c.num_moments, power_iterations(c)
+  ),
+  "conv_attention": lambda c: ConvAttention(
+    c.width, c.feature_dim, c.num_heads, power_iterations(c)
+  ),
+  "conv_pack": lambda c: ConvPack(c.width, c.feature_dim, power_iterations(c)),
+  "conv_mbstd": lambda c: ConvMinibatchStddev(c.width, c.feature_dim, power_iterations(c)),
 }

@@ -4,24 +4,29 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jgen.models import spectral_norm
+
 
 class MLP(nn.Module):
   """`depth` hidden ReLU layers of `width`, then a linear layer to `out_dim` (none if None).
 
   Dense acts on the last axis, so an MLP applies per sample to x_SxMxD as well as to x_BxD.
+  power_iterations >= 1 spectrally normalizes every kernel (the conv discriminators' heads).
   """
 
   width: int
   depth: int
   out_dim: int | None = None
+  power_iterations: int = 0
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
+    dense = spectral_norm.wrap(self, nn.Dense, self.power_iterations)
     h = x
     for _ in range(self.depth):
-      h = nn.relu(nn.Dense(self.width)(h))
+      h = nn.relu(dense(self.width)(h))
     if self.out_dim is not None:
-      h = nn.Dense(self.out_dim)(h)
+      h = dense(self.out_dim)(h)
     return h
 
 
