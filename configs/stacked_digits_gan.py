@@ -77,6 +77,11 @@ def image_config(arg, *, discriminator: str, set_size: int) -> ml_collections.Co
   c.eval.birthday_batch = 100
   c.eval.birthday_batches = 200
   c.eval.birthday_quantile = 0.01
+  # The standard Inception FID (jgen/evals/inception.py) with FID Inception weights the user
+  # converted once (python -m jgen.inception_weights); '' = off. It compares the first
+  # inception_samples samples with as many reference images: ~6 GFLOP an image, for GPU/TPU.
+  c.eval.inception_weights = ""
+  c.eval.inception_samples = 10_000
 
   if arg.runlocal:
     c.data.num_train = 4096

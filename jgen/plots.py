@@ -188,7 +188,8 @@ def image_grid(path: str, images_NxHxWxC, title: str, metrics: dict | None = Non
   axes.set_axis_off()
   if metrics is not None and "kl" in metrics:
     fid = metrics.get("classifier_fid")
-    title += f"\nmodes {metrics['modes']}/1000 · KL {metrics['kl']:.3f}"
+    num_modes = len(metrics.get("mode_counts", ())) or 1000  # 10 for MNIST, 1,000 stacked
+    title += f"\nmodes {metrics['modes']}/{num_modes} · KL {metrics['kl']:.3f}"
     title += "" if fid is None else f" · classifier FID {fid:.2f}"
   axes.set_title(title, fontsize=9)
   figure.savefig(path, dpi=DPI)

@@ -242,3 +242,59 @@ def test_resize_matches_torch():
     resized = torch.nn.functional.interpolate(rgb, (299, 299), mode="bilinear", align_corners=False)
     expected = (2 * resized - 1).numpy().transpose(0, 2, 3, 1)
     np.testing.assert_allclose(inception.preprocess(images), expected, rtol=0, atol=2e-6)
+
+
+def _tiny_image_config(**overrides):
+  from configs import stacked_digits_gan
+
+  config = stacked_digits_gan.get_config("runlocal")
+  config.update_from_flattened_dict(
+    {
+      "data.num_train": 64,
+      "train.batch_size": 16,
+      "train.num_steps": 2,
+      "train.steps_per_dispatch": 2,
+      "train.log_every": 2,
+      "train.eval_every": 2,
+      "train.checkpoint_every": 2,
+      "eval.num_samples": 100,
+      "eval.feature_metrics": False,
+      **overrides,
+    }
+  )
+  return config
+
+
+def test_training_logs_inception_fid_and_refuses_a_bad_file_before_training(tmp_path, weights_path):
+  from jgen.trainers import gan as gan_trainer
+  from jgen.trainers import image_eval
+
+  missing = _tiny_image_config(**{"eval.inception_weights": str(tmp_path / "none.npz")})
+  with pytest.raises(inception.InceptionWeightsError, match=r"jgen\.inception_weights"):
+    gan_trainer.train_and_evaluate(missing, str(tmp_path / "missing"))
+  assert not os.path.exists(tmp_path / "missing")  # refused before anything was written
+
+  config = _tiny_image_config(
+    **{"eval.inception_weights": weights_path, "eval.inception_samples": 4}
+  )
+  row = gan_trainer.train_and_evaluate(config, str(tmp_path / "run"))
+  assert row["step"] == 2 and row["inception_fid"] > 0
+  # The same FID from first principles: G after the same 2 steps, its first 4 evaluation
+  # samples against the first 4 reference images.
+  gan, root, data = gan_trainer.build(config)
+  state, _ = gan_trainer.run_chunk(gan, gan_trainer.init_state(gan, root), root, data, 2)
+  samples, _ = image_eval.evaluate(gan, state, root)
+  model = inception.load_inception(weights_path)
+  real = image_eval.reference_images(gan.images, 4)
+  expected = inception.inception_fid(model, real, samples[:4], batch_size=4)
+  assert row["inception_fid"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_inception_weights_on_2d_data_is_an_error(make_tiny_config):
+  from jgen.trainers import gan as gan_trainer
+
+  config = make_tiny_config()
+  config.unlock()
+  config.eval.inception_weights = "x.npz"
+  with pytest.raises(ValueError, match="image data, not 2D"):
+    gan_trainer.build(config)

@@ -194,6 +194,12 @@ def run_root(gan: Gan, seed: int) -> jax.Array:
 def build(config: ml_collections.ConfigDict) -> tuple[Gan, jax.Array, jax.Array | None]:
   """(the validated Gan, its root key(s), its training set or None for fresh draws)."""
   gan = Gan.from_config(config)
+  if config.eval.get("inception_weights"):
+    if gan.images is None:
+      raise ValueError("eval.inception_weights is for image data, not 2D mixtures")
+    from jgen.evals import inception  # a bad weights file fails here, before any training
+
+    inception.load_inception(config.eval.inception_weights)
   root = run_root(gan, config.seed)
   return gan, root, None if gan.sample_indices is None else training_set(gan, root)
 

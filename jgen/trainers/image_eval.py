@@ -33,6 +33,8 @@ def _generate(gan, g_params, root):
 @functools.cache
 def reference_images(data, num: int) -> np.ndarray:
   """`num` real images drawn from the data distribution with a fixed key (host, cached)."""
+  if getattr(data, "on_host", False):  # large TFDS data: the first `num` records
+    return np.stack([data.read(i) for i in range(min(num, data.num_examples))]) / np.float32(255)
   key = jax.random.fold_in(jax.random.key(_REFERENCE_KEY), int(rng.Stream.EVAL))
   reference = data.training_set(key, num)
   return np.asarray(jax.device_get(data.gather(reference, jnp.arange(num))))
@@ -72,13 +74,33 @@ def evaluate(gan, state, root) -> tuple[np.ndarray, dict]:
   return samples, {**row, "diversity": [float(s) for s in spread]}
 
 
+@functools.cache
+def _reference_inception_features(data, num: int, weights_path: str) -> np.ndarray:
+  """The pool3 features of the first `num` reference images, computed once per process."""
+  from jgen.evals import inception
+
+  model = inception.load_inception(weights_path)
+  return inception.inception_features(model, reference_images(data, num))
+
+
+def _inception(gan, samples) -> dict:
+  """The standard Inception FID of the first eval.inception_samples samples against as many
+  reference images (jgen/evals/inception.py); ~6 GFLOP an image, so meant for accelerators."""
+  from jgen.evals import inception
+
+  path, num = gan.eval_config.inception_weights, gan.eval_config.inception_samples
+  real_features = _reference_inception_features(gan.images, num, path)
+  return inception.inception_fid_row(path, real_features, samples[:num])
+
+
 def _metrics(gan, samples) -> dict:
+  row = _inception(gan, samples) if gan.eval_config.get("inception_weights") else {}
   if not has_modes(gan.images):
-    # No classifier for this data (CIFAR-10, CelebA): samples and diversity only
-    # (docs/images.md); an Inception FID needs weights the user provides.
-    return {}
+    # No classifier for this data (CIFAR-10, CelebA): samples, diversity and, with weights
+    # the user provides, the Inception FID (docs/images.md).
+    return row
   classifier = classifier_of(gan.images)
-  return images.evaluate(
+  return row | images.evaluate(
     samples,
     _reference_features(gan.images, gan.eval_samples),
     gan.images.mode_distribution(),
