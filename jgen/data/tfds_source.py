@@ -115,8 +115,11 @@ def _read_all(source, size: int) -> np.ndarray:
   return np.stack([_to_size(np.asarray(source[i]["image"]), size) for i in range(len(source))])
 
 
-def _read_labels(source) -> np.ndarray:
-  return np.asarray([source[i]["label"] for i in range(len(source))], np.int32)
+def read_labelled(source, size: int) -> tuple[np.ndarray, np.ndarray]:
+  """(images uint8 [N, size, size, C], labels int32 [N]), each record read once."""
+  records = [source[i] for i in range(len(source))]
+  images = np.stack([_to_size(np.asarray(r["image"]), size) for r in records])
+  return images, np.asarray([r["label"] for r in records], np.int32)
 
 
 def load(name: str, data_config):
@@ -130,15 +133,14 @@ def load(name: str, data_config):
   classified = SOURCE[name] == "mnist" and size == 28
   classifier = {"classifier": "mnist", "classifier_data_dir": data_dir} if classified else {}
   if name == "stacked_mnist":
-    images = _read_all(source, size)[..., 0]
-    return stacked.StackedDigits("stacked_mnist", images, _read_labels(source), **classifier)
+    images, labels = read_labelled(source, size)
+    return stacked.StackedDigits("stacked_mnist", images[..., 0], labels, **classifier)
   num_bytes = len(source) * int(np.prod(shape))
   if num_bytes > data_config.device_bytes_limit:
     return TfdsImages(name, shape, len(source), None, source, size)
-  images = _read_all(source, size)
   if not classified:
-    return TfdsImages(name, shape, len(source), images, None, size)
-  labels = _read_labels(source)
+    return TfdsImages(name, shape, len(source), _read_all(source, size), None, size)
+  images, labels = read_labelled(source, size)
   return TfdsImages(name, shape, len(source), images, None, size, 10, labels, **classifier)
 
 

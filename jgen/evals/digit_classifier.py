@@ -138,13 +138,11 @@ def _sklearn_digits(config: dict, data_dir: str | None) -> LabelledDigits:
 
 
 @functools.cache
-def _read_tfds_digits(name: str, split: str, data_dir: str) -> tuple[np.ndarray, np.ndarray]:
+def _read_tfds_digits(name: str, split: str, data_dir: str, size: int):
+  """(uint8 images, int32 labels) of a TFDS split, read once per process."""
   from jgen.data import tfds_source
 
-  source = tfds_source.open_source(name, split, data_dir)
-  images = np.stack([np.asarray(source[i]["image"]) for i in range(len(source))])
-  labels = np.asarray([source[i]["label"] for i in range(len(source))], np.int32)
-  return images, labels
+  return tfds_source.read_labelled(tfds_source.open_source(name, split, data_dir), size)
 
 
 def _mnist(config: dict, data_dir: str | None) -> LabelledDigits:
@@ -152,7 +150,8 @@ def _mnist(config: dict, data_dir: str | None) -> LabelledDigits:
 
   data_dir = data_dir or tfds_source.tfds_data_dir(None)
   splits = [
-    _read_tfds_digits("mnist", config[s], data_dir) for s in ("train_split", "held_out_split")
+    _read_tfds_digits("mnist", config[s], data_dir, config["image_size"])
+    for s in ("train_split", "held_out_split")
   ]
   (train_x, train_y), (held_x, held_y) = splits
   # uint8 0..255 -> float32 [0, 1], the scale TfdsImages.gather gives the trainer

@@ -11,6 +11,7 @@ The wrapping is nn.map_variables on the layer class: the stored params are the r
 with the names and init of the unwrapped layer, and the normalization happens when read.
 """
 
+import math
 from collections.abc import Callable
 
 import flax.linen as nn
@@ -76,10 +77,7 @@ def normalize(
   """
   if num_in_axes is None:
     num_in_axes = kernel.ndim - 1
-  rows = 1
-  for size in kernel.shape[:num_in_axes]:
-    rows *= size
-  s = sigma(kernel.reshape(rows, -1), power_iterations)
+  s = sigma(kernel.reshape(math.prod(kernel.shape[:num_in_axes]), -1), power_iterations)
   # An all-zero kernel has sigma 0: leave it at zero rather than NaN (as nn.SpectralNorm does).
   return (kernel / jnp.where(s != 0, s, 1.0).astype(kernel.dtype)).astype(kernel.dtype)
 

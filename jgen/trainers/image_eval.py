@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jgen import rng
+from jgen.data import tfds_source
 from jgen.evals import diversity, images
 
 # The real reference set is drawn from the data distribution with its own key (a fold of the
@@ -34,7 +35,8 @@ def _generate(gan, g_params, root):
 def reference_images(data, num: int) -> np.ndarray:
   """`num` real images drawn from the data distribution with a fixed key (host, cached)."""
   if getattr(data, "on_host", False):  # large TFDS data: the first `num` records
-    return np.stack([data.read(i) for i in range(min(num, data.num_examples))]) / np.float32(255)
+    records = np.stack([data.read(i) for i in range(min(num, data.num_examples))])
+    return np.asarray(tfds_source.to_float(records))  # the trainer's own scaling
   key = jax.random.fold_in(jax.random.key(_REFERENCE_KEY), int(rng.Stream.EVAL))
   reference = data.training_set(key, num)
   return np.asarray(jax.device_get(data.gather(reference, jnp.arange(num))))
