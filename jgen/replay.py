@@ -40,7 +40,6 @@ import numpy as np
 from absl import app, flags
 
 from jgen import cases, checkpoints, collapse, config_lib, imgrid, parallel, plots, trace
-from jgen.data import tfds_source
 from jgen.trainers import gan as gan_trainer
 
 # Columns of samples.png (per branch and evaluation): enough to see a collapse, small enough
@@ -133,31 +132,12 @@ def _recorded_parts(case: dict) -> dict[int, dict]:
   return {row["step"]: row["parts"] for row in rows}
 
 
-def _window_data(gan, config, root, data, start: int, end: int):
-  """What the steps (start, end] read: the training set on the device, or for data read on
-  the host, the batches of exactly those steps (the trainer's HostBatches from `start`)."""
-  if not getattr(gan.images, "on_host", False):
-    return data
-  return tfds_source.HostBatches(
-    gan.images, gan.sample_indices, root, gan.batch_size, start, end, config.data.host_workers
-  )
-
-
-def save_samples(path: str, samples, gan, title: str, metrics: dict | None) -> None:
-  """The picture the trainer draws of an evaluation: a scatter plot over a 2D mixture, or a
-  grid of the first generated images."""
-  if gan.images is not None:
-    plots.image_grid(path, samples, title=title, metrics=metrics)
-  else:
-    plots.scatter_samples(path, samples, gan.mixture, title=title, metrics=metrics)
-
-
 def run_window(
   gan, state, root, data, start: int, end: int, stops: set[int], on_stop, steps_per_dispatch
 ) -> Branch:
   """Steps start -> end in scanned chunks that end on every step in `stops`.
 
-  `data` is the training set, or a HostBatches positioned at `start` (`_window_data`).
+  `data` is the training set, or a HostBatches positioned at `start` (`gan_trainer.step_data`).
   `on_stop(step, state)` runs at each stop (and at `end`) and may raise to end early.
   """
   traces, metrics = [], []
@@ -219,7 +199,7 @@ def verify(
   recorded_parts = _recorded_parts(case)
   state, _ = _restore_start(case, gan, root)
   _check_parts(start, trace.part_digests(state), recorded_parts, "the start checkpoint")
-  data = _window_data(gan, config, root, data, start, end)
+  data = gan_trainer.step_data(gan, config, root, data, start, end)
   setup_seconds = time.perf_counter() - setup_clock
   frame_steps = set()
   frame_gan = gan
@@ -243,7 +223,7 @@ def verify(
     if step in frame_steps:
       samples, row = gan_trainer.evaluate(frame_gan, state, root)
       path = os.path.join(dump_dir, "frames", f"step_{step:08d}.png")
-      save_samples(path, samples, gan, title=f"replay step {step}", metrics=row)
+      gan_trainer.save_samples(path, samples, gan, title=f"replay step {step}", metrics=row)
 
   branch = run_window(
     gan,
@@ -293,7 +273,7 @@ def counterfactual(case: dict, overrides: list[str], out_dir: str) -> dict:
   for name, config in (("recorded", original_config), ("counterfactual", changed_config)):
     gan, root, data = gan_trainer.build(config)
     state, notes = _restore_start(case, gan, root)
-    data = _window_data(gan, config, root, data, start, end)
+    data = gan_trainer.step_data(gan, config, root, data, start, end)
     evaluations, samples = [], {}
 
     def on_stop(step, state, _, gan=gan, root=root, evaluations=evaluations, samples=samples):
@@ -357,7 +337,7 @@ def _plot_branches(out_dir: str, results: dict, gan, start_row: dict | None) -> 
   for name, result in results.items():
     branch = result["_branch"]
     last = max(branch.samples)
-    save_samples(
+    gan_trainer.save_samples(
       os.path.join(out_dir, f"{name}_final.png"),
       branch.samples[last],
       gan,
@@ -468,7 +448,7 @@ _BRIEF_LABELS = {"modes": "modes", "reverse_kl": "rKL", "kl": "KL", "diversity":
 
 
 def _brief_keys(rows: list[dict]) -> list[str]:
-  return [key for key in _BRIEF_LABELS if any(key in row for row in rows)]
+  return [key for key in curve_keys(rows) if key in _BRIEF_LABELS]
 
 
 def _brief(row: dict, keys: list[str]) -> str:

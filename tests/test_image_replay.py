@@ -161,7 +161,7 @@ def test_replay_feeds_data_read_on_the_host_from_the_case_start():
   with tfds.testing.mock_data(num_examples=48):
     gan, root, data = gan_trainer.build(config)
     assert gan.images.on_host
-    batches = replay._window_data(gan, config, root, data, 4, 8)
+    batches = gan_trainer.step_data(gan, config, root, data, 4, 8)  # what replay reads
     for step in (4, 5):  # the steps whose updates make trace rows 5 and 6
       indices = np.asarray(gan.sample_indices(root, jnp.int32(step)))
       expected = np.stack([gan.images.read(i) for i in indices])

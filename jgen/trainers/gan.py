@@ -472,16 +472,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, work_dir: str) -> dict
     if start == 0:  # a case that fires before the first periodic checkpoint starts here
       ckpts.save(0, state)
       trace_log.append_parts(0, trace.part_digests(state))
-    if _on_host(gan):
-      data = tfds_source.HostBatches(
-        gan.images,
-        gan.sample_indices,
-        root,
-        gan.batch_size,
-        start,
-        schedule.num_steps,
-        config.data.host_workers,
-      )
+    data = step_data(gan, config, root, data, start, schedule.num_steps)
     run = _Run(gan, schedule, root, data, work_dir, ckpts, log, trace_log, recorder)
     try:
       return _train_loop(run, state, start)
@@ -489,6 +480,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, work_dir: str) -> dict
       log.close()
   finally:
     ckpts.close()
+
+
+def step_data(gan: Gan, config, root, data, start: int, end: int):
+  """What steps (start, end] read: the training set on the device, or for data read on the
+  host, a HostBatches that yields exactly those steps' batches."""
+  if not _on_host(gan):
+    return data
+  return tfds_source.HostBatches(
+    gan.images, gan.sample_indices, root, gan.batch_size, start, end, config.data.host_workers
+  )
 
 
 def _train_loop(run: _Run, state: TrainState, start: int) -> dict:
@@ -566,11 +567,17 @@ def _evaluate_and_plot(run: _Run, state: TrainState, step: int) -> dict:
       title += f", member 0 of {run.gan.population}"
       shown, shown_row = samples[0], {k: v[0] for k, v in eval_row.items()}
     path = os.path.join(run.work_dir, "samples", f"step_{step:08d}.png")
-    if run.gan.images is not None:
-      plots.image_grid(path, shown, title=title, metrics=shown_row)
-    else:
-      plots.scatter_samples(path, shown, run.gan.mixture, title=title, metrics=shown_row)
+    save_samples(path, shown, run.gan, title, shown_row)
   return eval_row
+
+
+def save_samples(path: str, samples, gan: Gan, title: str, metrics: dict | None) -> None:
+  """The picture of an evaluation: a scatter plot over a 2D mixture, or a grid of the first
+  generated images."""
+  if gan.images is not None:
+    plots.image_grid(path, samples, title=title, metrics=metrics)
+  else:
+    plots.scatter_samples(path, samples, gan.mixture, title=title, metrics=metrics)
 
 
 @jax.jit
