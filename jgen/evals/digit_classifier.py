@@ -18,7 +18,6 @@ vmap, and a trainer can call them inside its own jitted evaluation.
 """
 
 import dataclasses
-import functools
 import hashlib
 import json
 import os
@@ -137,9 +136,8 @@ def _sklearn_digits(config: dict, data_dir: str | None) -> LabelledDigits:
   return LabelledDigits(images[train_idx], labels[train_idx], images[held_idx], labels[held_idx])
 
 
-@functools.cache
 def _read_tfds_digits(name: str, split: str, data_dir: str, size: int):
-  """(uint8 images, int32 labels) of a TFDS split, read once per process."""
+  """(uint8 images, int32 labels) of a TFDS split."""
   from jgen.data import tfds_source
 
   return tfds_source.read_labelled(tfds_source.open_source(name, split, data_dir), size)
@@ -167,8 +165,11 @@ def labelled_digits(config: dict = CONFIG, data_dir: str | None = None) -> Label
   return _LOADERS[config["data"]](config, data_dir)
 
 
-def cache_key(config: dict = CONFIG, data_dir: str | None = None) -> str:
-  data = labelled_digits(config, data_dir)
+def cache_key(
+  config: dict = CONFIG, data_dir: str | None = None, data: LabelledDigits | None = None
+) -> str:
+  """The hash of the recipe and of its data (`data`, if already read)."""
+  data = data or labelled_digits(config, data_dir)
   h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
   for array in dataclasses.astuple(data):
     h.update(np.ascontiguousarray(array).tobytes())
@@ -194,9 +195,11 @@ def _shift(key: jax.Array, x_NxHxWx1: jax.Array, max_shift: int) -> jax.Array:
   return jax.vmap(crop)(padded, offsets_Nx2)
 
 
-def train(config: dict = CONFIG, data_dir: str | None = None) -> tuple[Any, float]:
+def train(
+  config: dict = CONFIG, data_dir: str | None = None, data: LabelledDigits | None = None
+) -> tuple[Any, float]:
   """(params, held-out accuracy), deterministic given `config` and the data on one platform."""
-  data = labelled_digits(config, data_dir)
+  data = data or labelled_digits(config, data_dir)
   x_train, y_train = jnp.asarray(data.train_images), jnp.asarray(data.train_labels)
   num_train = len(data.train_labels)
   module = _module(config)
@@ -292,7 +295,8 @@ def load_digit_classifier(
       raise ValueError(f"no digit classifier for {data!r}: choose one of {sorted(RECIPES)}")
     config = RECIPES[data]
   cache_dir = cache_dir or default_cache_dir()
-  key = cache_key(config, data_dir)
+  data = labelled_digits(config, data_dir)  # read once: for the key, and to train on a miss
+  key = cache_key(config, data=data)
   name = (
     "digit_classifier"
     if config["data"] == "sklearn_digits"
@@ -310,7 +314,7 @@ def load_digit_classifier(
     logging.info("Digit classifier from %s: held-out accuracy %.4f", path, accuracy)
   except (OSError, ValueError, KeyError):
     logging.info("Training the %s digit classifier (cache miss: %s)...", config["data"], path)
-    params, accuracy = train(config, data_dir)
+    params, accuracy = train(config, data=data)
     os.makedirs(cache_dir, exist_ok=True)
     info = {"held_out_accuracy": accuracy, "config": config, "key": key}
     _write_atomically(path.removesuffix(".msgpack") + ".json", json.dumps(info).encode())
