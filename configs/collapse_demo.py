@@ -14,7 +14,7 @@ checkpoints only observe the run: its trajectory is the same as with gan.py.
 """
 
 from configs import gan
-from jgen import config_lib
+from jgen.core import config as config_lib
 
 
 def get_config(arg=None):

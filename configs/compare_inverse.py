@@ -12,7 +12,7 @@ denoise sigma 25/255, inpaint keeping a random 50% of pixels, superres 2x (4x wo
 import ml_collections
 
 from configs import dgn
-from jgen import config_lib
+from jgen.core import config as config_lib
 
 
 def get_config(arg=None):

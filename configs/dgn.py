@@ -18,7 +18,7 @@ runlocal (a tiny smoke run).
 
 import ml_collections
 
-from jgen import config_lib
+from jgen.core import config as config_lib
 
 
 def get_config(arg=None):

@@ -12,7 +12,7 @@ the narrowest G at it) for which every one of the N images reaches 40 dB (jgen/d
 import ml_collections
 
 from configs import dgn
-from jgen import config_lib
+from jgen.core import config as config_lib
 
 
 def get_config(arg=None):

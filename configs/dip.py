@@ -16,7 +16,7 @@ colon: task, image=china|flower, runlocal (a tiny smoke run).
 
 import ml_collections
 
-from jgen import config_lib
+from jgen.core import config as config_lib
 
 
 def get_config(arg=None):

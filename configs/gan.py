@@ -14,7 +14,8 @@ Switches after the colon: data=ring8|grid25, runlocal (a tiny smoke run).
 
 import ml_collections
 
-from jgen import collapse, config_lib
+from jgen.collapse import detectors as collapse
+from jgen.core import config as config_lib
 
 
 def get_config(arg=None):

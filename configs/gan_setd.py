@@ -14,7 +14,7 @@ Discriminators: deepsets, attention, pack (PacGAN), minibatch_disc, mbstd.
 """
 
 from configs import gan
-from jgen import config_lib
+from jgen.core import config as config_lib
 
 
 def get_config(arg=None):

@@ -19,7 +19,7 @@ Switches after the colon: runlocal (a tiny smoke run).
 import ml_collections
 
 from configs import gan
-from jgen import config_lib
+from jgen.core import config as config_lib
 
 
 def get_config(arg=None):

@@ -15,7 +15,7 @@ Switches after the colon: runlocal (a tiny smoke run).
 """
 
 from configs import stacked_digits_gan
-from jgen import config_lib
+from jgen.core import config as config_lib
 
 
 def get_config(arg=None):

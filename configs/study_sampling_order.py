@@ -18,7 +18,7 @@ momentum lr 1e-3 (0.9), sgd lr 1e-2.
 import ml_collections
 
 from configs import gan
-from jgen import config_lib
+from jgen.core import config as config_lib
 
 
 def get_config(arg=None):

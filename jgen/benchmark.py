@@ -23,7 +23,8 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from jgen import cases, config_lib, replay
+from jgen import cases, replay
+from jgen.core import config as config_lib
 from jgen.trainers import gan as gan_trainer
 
 _STEPS = flags.DEFINE_integer("steps", 5000, "Steps per timed repeat.")

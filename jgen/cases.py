@@ -26,7 +26,8 @@ import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
-from jgen import collapse, trace
+from jgen.collapse import detectors as collapse
+from jgen.collapse import trace
 
 CASE_FILE = "case.json"
 

@@ -28,9 +28,12 @@ import optax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jgen import config_lib, imgrid, inverse, reconstruction, rng
+from jgen.core import config as config_lib
+from jgen.core import rng
+from jgen.losses import inverse, reconstruction
 from jgen.models.dip import SkipNet
 from jgen.trainers import dgn as dgn_trainer
+from jgen.viz import imgrid
 
 METHODS = ("input", "dgn_z", "dgn_z+G", "dip", "dip_best")
 
@@ -204,7 +207,7 @@ def run(config, work_dir: str) -> dict:
   dgn_trainer.train_and_evaluate(config.prior, prior_dir)
   dgn, _, _ = dgn_trainer.build(config.prior)
   like = dgn_trainer.init_state(dgn, rng.root_key(config.prior.seed))
-  from jgen import checkpoints
+  from jgen.run import checkpoints
 
   ckpts = checkpoints.Checkpoints(prior_dir, keep=config.prior.train.keep_checkpoints)
   state = ckpts.restore(ckpts.latest_step(), like=like)

@@ -26,7 +26,7 @@ import ml_collections
 import numpy as np
 from absl import app, flags
 
-from jgen import registry
+from jgen.core import registry
 from jgen.data import mixtures
 from jgen.evals import modes
 
@@ -107,8 +107,7 @@ def evaluate_images(samples: np.ndarray, inception_weights: str = "") -> dict:
   """The stacked-digit row: modes, kl, mode_counts and the classifier-feature metrics, and
   with `inception_weights` the standard Inception FID against the same real images."""
   from jgen.data import stacked
-  from jgen.evals import digit_classifier, images
-  from jgen.trainers import image_eval
+  from jgen.evals import digit_classifier, image_eval, images
 
   data = stacked.stacked_digits()
   eval_config = ml_collections.ConfigDict(IMAGE_EVAL)
@@ -184,7 +183,7 @@ def _main_images(path: str, inception_weights: str = "") -> int:
   row = evaluate_images(samples.astype(np.float32), inception_weights)
   print(json.dumps(row, allow_nan=False), flush=True)
   if _PLOT.value:
-    from jgen import plots
+    from jgen.viz import plots
 
     try:
       plots.image_grid(_PLOT.value, samples, os.path.basename(path), row)

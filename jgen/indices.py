@@ -19,7 +19,8 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from jgen import config_lib, rng
+from jgen.core import config as config_lib
+from jgen.core import rng
 from jgen.data import samplers
 
 _FROM_STEP = flags.DEFINE_integer("from_step", 0, "First step to print.", lower_bound=0)

@@ -14,7 +14,9 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from jgen import config_lib, parallel, trainers
+from jgen import trainers
+from jgen.core import config as config_lib
+from jgen.core import parallel
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, plots.")
 _MULTIHOST = flags.DEFINE_bool(

@@ -39,8 +39,14 @@ import ml_collections
 import numpy as np
 from absl import app, flags
 
-from jgen import cases, checkpoints, collapse, config_lib, imgrid, parallel, plots, trace
+from jgen import cases
+from jgen.collapse import detectors as collapse
+from jgen.collapse import trace
+from jgen.core import config as config_lib
+from jgen.core import parallel
+from jgen.run import checkpoints
 from jgen.trainers import gan as gan_trainer
+from jgen.viz import imgrid, plots
 
 # Columns of samples.png (per branch and evaluation): enough to see a collapse, small enough
 # to read one digit.

@@ -27,10 +27,12 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jgen import collapse, config_lib, stats, workdir
-from jgen.plots import new_figure
+from jgen.collapse import detectors as collapse
+from jgen.core import config as config_lib
+from jgen.run import loop, workdir
+from jgen.studies import stats
 from jgen.trainers import gan as gan_trainer
-from jgen.trainers import loop
+from jgen.viz.plots import new_figure
 
 SAMPLERS = {
   "epoch_shuffle": {"sampler.kind": "epoch_shuffle"},
@@ -293,7 +295,7 @@ def main(argv) -> None:
   kind = config.get("study_kind", "sampling_order")
   try:
     if kind == "dgn_zdim":
-      from jgen import dgn_study
+      from jgen.studies import zsweep as dgn_study
 
       dgn_study.run_study(config, work_dir)
     elif kind == "sampling_order":

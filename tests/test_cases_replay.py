@@ -12,9 +12,12 @@ import pytest
 from conftest import tiny_config
 
 from configs import gan
-from jgen import cases, checkpoints, collapse, replay, rng
+from jgen import cases, replay
+from jgen.collapse import detectors as collapse
+from jgen.core import rng
 from jgen.data import mixtures
 from jgen.evals import diversity, modes
+from jgen.run import checkpoints
 from jgen.trainers import gan as gan_trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 from conftest import tiny_config
 
-from jgen import rng
+from jgen.core import rng
 from jgen.trainers import gan as gan_trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

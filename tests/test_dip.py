@@ -5,7 +5,7 @@ import json
 import pytest
 
 from configs import dip as dip_config
-from jgen import registry
+from jgen.core import registry
 from jgen.trainers import dip as dip_trainer
 
 

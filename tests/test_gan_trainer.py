@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-from jgen import rng, workdir
+from jgen.core import rng
+from jgen.run import workdir
 from jgen.trainers import gan as gan_trainer
 
 

@@ -15,9 +15,8 @@ from configs import stacked_digits_gan, stacked_digits_setd
 from jgen import evaluate as evaluate_cli
 from jgen import models
 from jgen.data import digits, stacked
-from jgen.evals import birthday, features, images
+from jgen.evals import birthday, features, image_eval, images
 from jgen.trainers import gan as gan_trainer
-from jgen.trainers import image_eval
 
 DATA = stacked.stacked_digits()
 

@@ -131,8 +131,7 @@ def test_evaluate_cli_checks_the_flag(tmp_path):
 def test_evaluate_images_adds_inception_fid_on_the_reference_images(monkeypatch, weights_path):
   """The wiring: inception_fid_row gets the evaluator's own real images and the samples."""
   from jgen import evaluate
-  from jgen.evals import digit_classifier, images
-  from jgen.trainers import image_eval
+  from jgen.evals import digit_classifier, image_eval, images
 
   real = np.full((3, 8, 8, 3), 0.5, np.float32)
   fake = np.zeros((2, 8, 8, 3), np.float32)
@@ -266,8 +265,8 @@ def _tiny_image_config(**overrides):
 
 
 def test_training_logs_inception_fid_and_refuses_a_bad_file_before_training(tmp_path, weights_path):
+  from jgen.evals import image_eval
   from jgen.trainers import gan as gan_trainer
-  from jgen.trainers import image_eval
 
   missing = _tiny_image_config(**{"eval.inception_weights": str(tmp_path / "none.npz")})
   with pytest.raises(inception.InceptionWeightsError, match=r"jgen\.inception_weights"):

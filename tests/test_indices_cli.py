@@ -11,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import gan
-from jgen import indices, rng
+from jgen import indices
+from jgen.core import rng
 from jgen.data import samplers
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jgen import losses
+from jgen.losses import adversarial as losses
 from tests.test_models import ALL, SET_SIZE, init_discriminator
 
 NAMES = ("non_saturating", "minimax", "hinge", "wgan_gp")

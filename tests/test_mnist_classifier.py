@@ -18,9 +18,8 @@ tfds = pytest.importorskip("tensorflow_datasets")
 from configs import stacked_digits_gan  # noqa: E402
 from jgen.data import digits, image_data, stacked, tfds_source  # noqa: E402
 from jgen.evals import digit_classifier as classifier_lib  # noqa: E402
-from jgen.evals import images  # noqa: E402
+from jgen.evals import image_eval, images  # noqa: E402
 from jgen.trainers import gan as gan_trainer  # noqa: E402
-from jgen.trainers import image_eval  # noqa: E402
 
 STAND_IN_RECIPE = dict(classifier_lib.MNIST_CONFIG, epochs=25)
 

@@ -8,9 +8,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from jgen import plots
 from jgen.data.mixtures import get_mixture
 from jgen.evals import modes
+from jgen.viz import plots
 
 
 def _png_size(path):

@@ -9,7 +9,8 @@ import jax
 import numpy as np
 from conftest import tiny_config
 
-from jgen import rng, workdir
+from jgen.core import rng
+from jgen.run import workdir
 from jgen.trainers import gan as gan_trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -15,7 +15,11 @@ import pytest
 from configs import compare_inverse as compare_inverse_config
 from configs import dgn as dgn_config
 from configs import dgn_zdim
-from jgen import compare_inverse, dgn_eval, dgn_study, inverse, reconstruction, registry
+from jgen import compare_inverse
+from jgen.core import registry
+from jgen.evals import latents as dgn_eval
+from jgen.losses import inverse, reconstruction
+from jgen.studies import zsweep as dgn_study
 from jgen.trainers import dgn as dgn_trainer
 
 

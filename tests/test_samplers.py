@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from configs import gan
-from jgen import rng
+from jgen.core import rng
+from jgen.core.rng import Stream
 from jgen.data import feistel, samplers
-from jgen.rng import Stream
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ROOT_KEY = rng.root_key(0)

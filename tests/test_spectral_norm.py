@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from configs import stacked_digits_setd
-from jgen import models, trace
+from jgen import models
+from jgen.collapse import trace
 from jgen.models import conv, spectral_norm
 from jgen.trainers import gan as gan_trainer
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from jgen import stats
+from jgen.studies import stats
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,8 @@ import os
 import pytest
 
 from configs import study_sampling_order
-from jgen import stats, study
+from jgen import study
+from jgen.studies import stats
 from jgen.trainers import gan as gan_trainer
 
 

@@ -13,8 +13,8 @@ tfds = pytest.importorskip("tensorflow_datasets")
 
 from configs import stacked_digits_gan  # noqa: E402
 from jgen.data import image_data, stacked, tfds_source  # noqa: E402
+from jgen.evals import image_eval  # noqa: E402
 from jgen.trainers import gan as gan_trainer  # noqa: E402
-from jgen.trainers import image_eval  # noqa: E402
 
 
 def _config(name, **overrides):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-from jgen import digest, variants
+from jgen.core import digest, variants
 from jgen.trainers import gan as gan_trainer
 
 LR_AND_ORDER = "optimizer.learning_rate=1e-4|1e-3;sampler.kind=epoch_shuffle|with_replacement"

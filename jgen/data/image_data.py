@@ -5,7 +5,7 @@ An image dataset has `name`, `sample_shape` (H, W, C), `num_modes` (0 if it has 
 `gather(data, indices) -> float32 [B, H, W, C] in [0, 1]`, run inside the jitted step.
 """
 
-from jgen import registry
+from jgen.core import registry
 from jgen.data import mixtures, stacked, tfds_source
 
 IMAGE_TYPES = (stacked.StackedDigits, tfds_source.TfdsImages)

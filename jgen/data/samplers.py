@@ -27,9 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jgen import registry, rng
+from jgen.core import registry, rng
+from jgen.core.rng import Stream
 from jgen.data import feistel
-from jgen.rng import Stream
 
 Sampler = Callable[[jax.Array, jax.Array], jax.Array]
 # (root_key, steps uint32[B], slots uint32[B]) -> int32[B]: base(steps[j], slots[j]) per j.
@@ -48,7 +48,7 @@ def make_sampler(
 ) -> Sampler:
   """Validates `sampler_config` and returns `sample(root_key, step) -> int32[global_batch]`.
 
-  root_key: the run's root key (jgen.rng.root_key(seed)); the sampler derives its streams
+  root_key: the run's root key (jgen.core.rng.root_key(seed)); the sampler derives its streams
   (Stream.DATA_INDICES, Stream.STREAK) from it. step: int or traced int32 scalar, >= 0.
   num_steps: the steps the run will take, so that an explicit stream that is too short fails
   here. Raises ValueError naming the fix for impossible settings.

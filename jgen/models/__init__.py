@@ -2,7 +2,7 @@
 
 import flax.linen as nn
 
-from jgen import registry
+from jgen.core import registry
 from jgen.models import conv
 from jgen.models import set_discriminators as sets
 from jgen.models.mlp import MLP, SampleDiscriminator

@@ -2,7 +2,7 @@
 
 import importlib
 
-from jgen import registry
+from jgen.core import registry
 
 _TRAINERS = {
   "gan": "jgen.trainers.gan",

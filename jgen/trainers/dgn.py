@@ -24,11 +24,13 @@ import numpy as np
 import optax
 from absl import logging
 
-from jgen import checkpoints, imgrid, optimizers, plots, reconstruction, rng, workdir
+from jgen.core import optimizers, rng
+from jgen.core.digest import tree_digest
 from jgen.data import samplers
-from jgen.digest import tree_digest
+from jgen.losses import reconstruction
 from jgen.models.dgn import ConvGenerator
-from jgen.trainers import loop
+from jgen.run import checkpoints, loop, workdir
+from jgen.viz import imgrid, plots
 
 METRIC_NAMES = ("loss", "batch_psnr")
 DATASETS = ("digits",)
@@ -53,7 +55,7 @@ def load_images(name: str) -> np.ndarray:
   """float32[M, H, W, C] in [0, 1]: every image of the dataset, in its stored order."""
   registry_choice = {"digits": None}
   if name not in registry_choice:
-    from jgen import registry
+    from jgen.core import registry
 
     registry.choose("data.name", name, registry_choice)
   try:

@@ -24,11 +24,13 @@ import numpy as np
 import optax
 from absl import logging
 
-from jgen import checkpoints, imgrid, inverse, optimizers, plots, reconstruction, registry, rng
-from jgen import workdir as workdir_lib
-from jgen.digest import tree_digest
+from jgen.core import optimizers, registry, rng
+from jgen.core.digest import tree_digest
+from jgen.losses import inverse, reconstruction
 from jgen.models.dip import SkipNet
-from jgen.trainers import loop
+from jgen.run import checkpoints, loop
+from jgen.run import workdir as workdir_lib
+from jgen.viz import imgrid, plots
 
 PHOTOS = ("china", "flower")  # sklearn.datasets.load_sample_image ships these two
 

@@ -25,21 +25,14 @@ import optax
 from absl import logging
 from flax import linen as nn
 
-from jgen import (
-  cases,
-  checkpoints,
-  losses,
-  models,
-  parallel,
-  plots,
-  rng,
-  trace,
-  variants,
-  workdir,
-)
+from jgen import cases, models
+from jgen.collapse import trace
+from jgen.core import parallel, rng, variants
 from jgen.data import image_data, mixtures, samplers, tfds_source
 from jgen.evals import diversity, modes
-from jgen.trainers import loop
+from jgen.losses import adversarial as losses
+from jgen.run import checkpoints, loop, workdir
+from jgen.viz import plots
 
 METRIC_NAMES = ("d_loss", "g_loss", "d_real_logit", "d_fake_logit")
 
@@ -408,7 +401,7 @@ def evaluate(gan: Gan, state: TrainState, root: jax.Array) -> tuple[np.ndarray, 
   For a population, samples are [P, n, 2] and each metric is a list over members.
   """
   if gan.images is not None:
-    from jgen.trainers import image_eval  # the classifier and image metrics, for images only
+    from jgen.evals import image_eval  # the classifier and image metrics, for images only
 
     return image_eval.evaluate(gan, state, root)
   samples, metrics = jax.device_get(_eval_on_device(gan, state.g_params, root))

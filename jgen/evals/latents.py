@@ -20,8 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jgen import imgrid, reconstruction, rng
+from jgen.core import rng
 from jgen.evals import features as features_lib
+from jgen.losses import reconstruction
+from jgen.viz import imgrid
 
 
 def lerp(z0, z1, t):

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from jgen import registry
+from jgen.core import registry
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jgen import rng
+from jgen.core import rng
 from jgen.data import tfds_source
 from jgen.evals import diversity, images
 

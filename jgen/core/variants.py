@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jgen import optimizers
+from jgen.core import optimizers
 from jgen.data import samplers
 
 MEMBER_AXIS = "member"  # the vmapped population axis

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jgen import registry
+from jgen.core import registry
 
 LOSSES = ("mse", "l1", "gaussian_nll", "perceptual")
 FEATURES = ("random_conv", "classifier")

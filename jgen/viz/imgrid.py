@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from jgen.plots import new_figure
+from jgen.viz.plots import new_figure
 
 
 def save_grid(path: str, rows, row_titles=None, title: str = "", cell_inches: float = 0.6):

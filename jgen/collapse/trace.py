@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jgen import digest
+from jgen.core import digest
 
 # Parts checked every step, in the order of a trace row's columns.
 TRACED_PARTS = ("indices", "g_params", "d_params")

@@ -3,7 +3,7 @@
 import ml_collections
 import optax
 
-from jgen import registry
+from jgen.core import registry
 
 # name -> (factory taking its hyper-parameters by name, the config keys it reads).
 _OPTIMIZERS = {

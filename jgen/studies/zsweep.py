@@ -21,10 +21,10 @@ import time
 import ml_collections
 from absl import logging
 
-from jgen import config_lib
-from jgen.plots import new_figure
+from jgen.core import config as config_lib
+from jgen.run import loop
 from jgen.trainers import dgn as dgn_trainer
-from jgen.trainers import loop
+from jgen.viz.plots import new_figure
 
 
 def _ints(text: str, what: str) -> list[int]:

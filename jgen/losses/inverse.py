@@ -15,7 +15,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from jgen import registry
+from jgen.core import registry
 
 TASKS = ("denoise", "inpaint", "superres")
 
