@@ -6,6 +6,7 @@ import pytest
 
 from configs import dip as dip_config
 from jgen.core import registry
+from jgen.losses import inverse
 from jgen.trainers import dip as dip_trainer
 
 
@@ -37,7 +38,7 @@ def test_dip_tasks_and_errors():
   for task, shape in (("inpaint", (1, 64, 64, 3)), ("superres", (1, 16, 16, 3))):
     dip, _, clean, observed = dip_trainer.build(small(task))
     assert observed.shape == shape
-    assert dip_trainer.degraded_view(dip, observed).shape == clean.shape
+    assert inverse.degraded_view(dip.operator, observed, dip.factor).shape == clean.shape
   with pytest.raises(registry.UnknownNameError, match="denoise, inpaint, superres"):
     dip_trainer.build(small("deblur"))
   with pytest.raises(ValueError, match="does not fit"):

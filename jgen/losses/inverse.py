@@ -6,7 +6,8 @@ Each operator is linear and comes with its adjoint, so that <A x, y> = <x, A^T y
   downsample    super-resolution: average pooling by `factor` (A^T spreads each low-res pixel
                 evenly over its factor x factor block, divided by factor**2)
 
-`make_operator(task, ...)` picks one by task name; `degrade` applies it and adds noise.
+`make_operator(task, ...)` picks one by task name; `degrade` applies it and adds noise;
+`data_loss` scores a reconstruction against y; `degraded_view` shows y as a full-size image.
 """
 
 import dataclasses
@@ -68,11 +69,6 @@ def downsample(factor: int) -> Operator:
   return Operator(f"downsample{factor}", forward, adjoint, check)
 
 
-def upsample_nearest(y: jax.Array, factor: int) -> jax.Array:
-  """The naive inverse of `downsample` (each low-res pixel copied over its block)."""
-  return jnp.repeat(jnp.repeat(y, factor, axis=-3), factor, axis=-2)
-
-
 def random_mask(key: jax.Array, shape_HxW: tuple, keep_fraction: float) -> jax.Array:
   """float32[H, W, 1]: 1 where a pixel is observed, i.i.d. with probability keep_fraction."""
   if not 0.0 < keep_fraction <= 1.0:
@@ -120,3 +116,21 @@ def degrade(operator: Operator, x: jax.Array, key: jax.Array, noise_std: float) 
     if operator.name == "mask":
       y = operator(y)  # missing pixels stay missing (zero), noise or not
   return y
+
+
+def data_loss(operator: Operator, prediction: jax.Array, observed: jax.Array) -> jax.Array:
+  """Mean squared error of A(prediction) against y, over the observed entries only."""
+  residual = jnp.square(operator(prediction) - observed)
+  if operator.name == "mask":
+    observed_count = jnp.sum(operator(jnp.ones_like(prediction)))
+    return jnp.sum(residual) / jnp.maximum(observed_count, 1.0)
+  return jnp.mean(residual)
+
+
+def degraded_view(operator: Operator, observed: jax.Array, factor: int) -> jax.Array:
+  """y as an image of the clean one's size, in [0, 1]: the noisy image, the masked image (holes
+  zero), or the low-res image upsampled bicubically by `factor`."""
+  if operator.name.startswith("downsample"):
+    n, h, w, c = observed.shape
+    return jnp.clip(jax.image.resize(observed, (n, h * factor, w * factor, c), "cubic"), 0, 1)
+  return jnp.clip(observed, 0.0, 1.0)

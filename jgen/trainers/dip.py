@@ -1,8 +1,8 @@
 """Deep Image Prior trainer: fit one degraded image from a fixed noise input with a conv net.
 
 The net f (jgen/models/dip.py) maps a fixed noise image z to an image; training minimizes
-||A f(z + noise_t) - y||^2 over the net's parameters only, where y = A x + n is the observation
-of the clean image x (jgen/inverse.py: identity for denoise, a mask for inpaint, 4x average
+||A f(z + noise_t) - y||^2 over the net's parameters only, where y = A x + n is the observation of
+the clean image x (jgen/losses/inverse.py: identity for denoise, a mask for inpaint, 4x average
 pooling for superres). Every evaluation logs `psnr` of f(z) against the clean x and `psnr_input`
 of the degraded input, and saves f(z): the curve is the point, since DIP fits the noise too if
 it runs long enough, and must be stopped early. The final row adds `best_psnr`, `best_step`.
@@ -134,20 +134,13 @@ def init_state(dip: Dip, root: jax.Array, shape_HxW) -> TrainState:
   return jax.jit(init)(root)
 
 
-def data_loss(dip: Dip, prediction, observed) -> jax.Array:
-  """Mean squared error of A f(z) against y, over the observed entries only."""
-  residual = jnp.square(dip.operator(prediction) - observed)
-  if dip.operator.name == "mask":
-    mask = dip.operator(jnp.ones_like(prediction))
-    return jnp.sum(residual) / jnp.maximum(jnp.sum(mask), 1.0)
-  return jnp.mean(residual)
-
-
 def train_step(dip: Dip, state: TrainState, root, z, observed):
   # Perturbing the input each step regularizes the fit (Ulyanov et al.: sigma_p = 1/30).
   noise = jax.random.normal(rng.step_key(root, rng.Stream.Z, state.step), z.shape)
   loss, grads = jax.value_and_grad(
-    lambda p: data_loss(dip, dip.net.apply(p, z + dip.input_noise_std * noise), observed)
+    lambda p: inverse.data_loss(
+      dip.operator, dip.net.apply(p, z + dip.input_noise_std * noise), observed
+    )
   )(state.params)
   updates, opt_state = dip.optimizer.update(grads, state.opt_state, state.params)
   new = TrainState(state.step + 1, optax.apply_updates(state.params, updates), opt_state)
@@ -170,17 +163,6 @@ def output(dip: Dip, params, z) -> jax.Array:
   return dip.net.apply(params, z)
 
 
-def degraded_view(dip: Dip, observed) -> jax.Array:
-  """The degraded input as an image of the clean one's size (what psnr_input measures):
-  the noisy image, the masked image (holes zero), or the low-res image upsampled bicubically."""
-  if dip.operator.name.startswith("downsample"):
-    n, h, w, c = observed.shape
-    return jnp.clip(
-      jax.image.resize(observed, (n, h * dip.factor, w * dip.factor, c), "cubic"), 0, 1
-    )
-  return jnp.clip(observed, 0.0, 1.0)
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, work_dir: str) -> dict:
   dip, root, clean, observed = build(config)
   schedule = loop.Schedule.from_config(config.train)
@@ -189,7 +171,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, work_dir: str) -> dict
   shape_HxW = clean.shape[1:3]
   z = net_input(dip, root, shape_HxW)
   state = init_state(dip, root, shape_HxW)
-  view = degraded_view(dip, observed)
+  view = inverse.degraded_view(dip.operator, observed, dip.factor)
   psnr_input = float(reconstruction.psnr(view, clean)[0])
   imgrid.save_image(os.path.join(work_dir, "clean.png"), clean[0])
   imgrid.save_image(os.path.join(work_dir, "degraded.png"), view[0])
