@@ -7,11 +7,8 @@ turns it into a locked ConfigDict of typed values, refusing unknown switches.
 
 import ast
 import json
-import logging as std_logging
-import sys
 
 import ml_collections
-from absl import app, logging
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
@@ -44,24 +41,10 @@ def to_json(config: ml_collections.ConfigDict) -> str:
 
 
 def flags_parser(program: str):
-  """An absl `flags_parser` that turns a bad `--config.x=v` override into one clear line.
+  """The flags parser of jgen.core.cli, for a command that calls absl's app.run itself."""
+  from jgen.core import cli  # a command's helper: the library itself never needs it
 
-  ml_collections raises AttributeError/KeyError (with a long traceback) for an override of a
-  key the config lacks; the useful text ("'foo'\nDid you mean ...") sits in the innermost
-  argument of the exception chain.
-  """
-
-  def parse(argv):
-    try:
-      return app.parse_flags_with_usage(argv)
-    except (AttributeError, KeyError) as error:
-      cause = error
-      while isinstance(cause, BaseException) and cause.args:
-        cause = cause.args[0]
-      print(f"{program}: bad --config override: the config has no key {cause}", file=sys.stderr)
-      sys.exit(1)
-
-  return parse
+  return cli.flags_parser(program)
 
 
 def apply_override(config: ml_collections.ConfigDict, override: str) -> None:
@@ -100,12 +83,7 @@ def apply_override(config: ml_collections.ConfigDict, override: str) -> None:
 
 
 def setup_logging() -> None:
-  """INFO for jgen's progress; orbax and the backend probe log every save at INFO, so
-  only their warnings pass."""
-  logging.set_verbosity(logging.INFO)
-  noisy = ("orbax", "xla_bridge", "signaling_client")
-  logging.get_absl_handler().addFilter(
-    lambda record: (
-      record.levelno >= std_logging.WARNING or not any(name in record.pathname for name in noisy)
-    )
-  )
+  """jgen.core.cli's logging, for a command that calls absl's app.run itself."""
+  from jgen.core import cli  # a command's helper: the library itself never needs it
+
+  cli.setup_logging()
