@@ -1,7 +1,9 @@
 """The mode classifier of Stacked digits: accuracy bar, cache, pure functions."""
 
+import json
 import os
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -40,14 +42,31 @@ def test_logits_and_features_are_pure_and_jittable(digit_classifier):
   np.testing.assert_allclose(digit_classifier.logits(x), logits, rtol=1e-5, atol=1e-5)
 
 
-def test_cache_is_reused_and_keyed_by_config(digit_classifier, tmp_path):
+def _refuse_training(*args, **kwargs):
+  raise AssertionError("the classifier was trained: its cache was not read")
+
+
+def test_cache_is_reused_and_keyed_by_config(digit_classifier, tmp_path, monkeypatch):
   # The session's classifier came from the cache file named by its key.
   assert classifier_lib.cache_key() in digit_classifier.cache_path
   changed = dict(classifier_lib.CONFIG, epochs=classifier_lib.CONFIG["epochs"] + 1)
   assert classifier_lib.cache_key(changed) != classifier_lib.cache_key()
-  # Loading again from the same cache gives the same weights without training.
-  again = classifier_lib.load_digit_classifier(
-    cache_dir=os.path.dirname(digit_classifier.cache_path)
+  # Training is deterministic, so equal weights alone cannot tell a cache hit from a retrain:
+  # training is made to fail, and a copy of the cache holds sentinel weights and accuracy that
+  # training would never produce. Only reading the cache can give them back.
+  monkeypatch.setattr(classifier_lib, "train", _refuse_training)
+  with pytest.raises(AssertionError, match="was trained"):
+    classifier_lib.load_digit_classifier(cache_dir=str(tmp_path / "empty"))
+  name = os.path.basename(digit_classifier.cache_path)
+  sentinel_params = jax.tree.map(lambda x: np.asarray(x) + 0.5, digit_classifier.params)
+  (tmp_path / name).write_bytes(flax.serialization.to_bytes(sentinel_params))
+  info = json.loads(open(digit_classifier.cache_path.removesuffix(".msgpack") + ".json").read())
+  sentinel_accuracy = 0.987654321
+  (tmp_path / name.replace(".msgpack", ".json")).write_text(
+    json.dumps({**info, "held_out_accuracy": sentinel_accuracy})
   )
-  leaves = zip(jax.tree.leaves(again.params), jax.tree.leaves(digit_classifier.params), strict=True)
+  again = classifier_lib.load_digit_classifier(cache_dir=str(tmp_path))
+  assert again.cache_path == str(tmp_path / name)
+  assert again.accuracy == sentinel_accuracy
+  leaves = zip(jax.tree.leaves(again.params), jax.tree.leaves(sentinel_params), strict=True)
   assert all(np.array_equal(a, b) for a, b in leaves)

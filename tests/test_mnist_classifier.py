@@ -81,7 +81,7 @@ def _config(name, **overrides):
 
 
 def test_mnist_classifier_trains_on_the_train_split_and_reaches_the_bar_on_test(
-  mnist_stand_in, mnist_classifier
+  mnist_stand_in, mnist_classifier, monkeypatch, tmp_path
 ):
   assert mnist_classifier.data == "mnist" and os.path.exists(mnist_classifier.cache_path)
   assert mnist_classifier.accuracy >= classifier_lib.MIN_ACCURACY
@@ -93,7 +93,15 @@ def test_mnist_classifier_trains_on_the_train_split_and_reaches_the_bar_on_test(
   assert accuracy == pytest.approx(mnist_classifier.accuracy, abs=1e-6)
   # Keyed apart from the scikit-learn classifier, by recipe and by data.
   assert classifier_lib.cache_key(STAND_IN_RECIPE) != classifier_lib.cache_key()
-  # Loading again reads the cache: the same weights, no training.
+
+  # Loading again reads the cache: the same weights, no training. Training is deterministic,
+  # so equal weights alone would not tell a hit from a retrain; here a retrain raises.
+  def refuse_training(*args, **kwargs):
+    raise AssertionError("the classifier was trained: its cache was not read")
+
+  monkeypatch.setattr(classifier_lib, "train", refuse_training)
+  with pytest.raises(AssertionError, match="was trained"):
+    classifier_lib.load_digit_classifier(data="mnist", cache_dir=str(tmp_path))
   again = classifier_lib.load_digit_classifier(data="mnist")
   assert again.cache_path == mnist_classifier.cache_path
   np.testing.assert_array_equal(again.predict(x[:50]), mnist_classifier.predict(x[:50]))
