@@ -13,77 +13,23 @@ B = config.train.batch_size).
 import json
 import sys
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
-from jgen.core import config as config_lib
-from jgen.core import rng
+from jgen.core import cli
 from jgen.data import samplers
 
-_FROM_STEP = flags.DEFINE_integer("from_step", 0, "First step to print.", lower_bound=0)
-_NUM_STEPS = flags.DEFINE_integer("num_steps", 10, "Number of steps to print.", lower_bound=0)
 
-# Steps computed per dispatch: one compiled shape for any --num_steps; big enough that 10k
-# steps take a handful of dispatches.
-CHUNK_STEPS = 1024
-
-
-def index_rows(sample: samplers.Sampler, root_key, from_step: int, num_steps: int):
-  """Yields (step, int32[global_batch] numpy row) for steps [from_step, from_step + num_steps)."""
-  sample_steps = jax.jit(jax.vmap(sample, in_axes=(None, 0)))
-  chunk = min(CHUNK_STEPS, max(num_steps, 1))
-  for start in range(from_step, from_step + num_steps, chunk):
-    stop = min(start + chunk, from_step + num_steps)
-    # Pad the last chunk with repeats of its last step so that it reuses the compiled shape.
-    steps = np.minimum(np.arange(start, start + chunk), stop - 1).astype(np.int32)
-    rows = np.asarray(sample_steps(root_key, jnp.asarray(steps)))
-    yield from zip(range(start, stop), rows[: stop - start], strict=True)
+def define_flags() -> None:
+  cli.define_config("Training config file, e.g. --config=configs/gan.py.")
+  flags.DEFINE_integer("from_step", 0, "First step to print.", lower_bound=0)
+  flags.DEFINE_integer("num_steps", 10, "Number of steps to print.", lower_bound=0)
 
 
-def _fail(message: str) -> None:
-  print(f"jgen.indices: {message}", file=sys.stderr)
-  sys.exit(1)
-
-
-def main(argv) -> None:
-  if len(argv) > 1:
-    _fail(f"unexpected arguments {argv[1:]}; use --config, --from_step, --num_steps")
-  config = flags.FLAGS.config
-  if config is None:
-    _fail("--config is required, e.g. --config=configs/gan.py")
-  if config.data.get("fresh_samples", False):
-    _fail(
-      "config.data.fresh_samples=True draws new data every step, so there is no index "
-      "stream to print; set --config.data.fresh_samples=False"
-    )
-  from_step, num_steps = _FROM_STEP.value, _NUM_STEPS.value
-  if from_step + num_steps > 2**31 - 1:
-    _fail(f"steps must stay below 2**31; got --from_step={from_step} --num_steps={num_steps}")
-  try:
-    sample = samplers.make_sampler(
-      config.sampler,
-      num_examples=config.data.num_train,
-      batch_size=config.train.batch_size,
-      num_steps=from_step + num_steps,
-    )
-  except ValueError as error:
-    _fail(str(error))
-  root_key = rng.root_key(config.seed)
-  try:
-    for step, row in index_rows(sample, root_key, from_step, num_steps):
-      sys.stdout.write(json.dumps({"step": step, "indices": row.tolist()}) + "\n")
-    sys.stdout.flush()
-  except BrokenPipeError:
-    # `... | head` closed the pipe: the reader has what it wanted.
-    sys.stderr.close()
-    sys.exit(0)
+def main() -> None:
+  stream = samplers.index_stream(flags.FLAGS.config, flags.FLAGS.from_step, flags.FLAGS.num_steps)
+  for step, row in stream:
+    sys.stdout.write(json.dumps({"step": step, "indices": row.tolist()}) + "\n")
 
 
 if __name__ == "__main__":
-  # `config` is defined here, not at import: several tools define it, and tests import them
-  # side by side.
-  config_flags.DEFINE_config_file("config", None, "Training config file.")
-  app.run(main, flags_parser=config_lib.flags_parser("jgen.indices"))
+  cli.run(main, define_flags, quiet=True)

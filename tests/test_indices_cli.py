@@ -11,7 +11,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import gan
-from jgen import indices
 from jgen.core import rng
 from jgen.data import samplers
 
@@ -78,13 +77,41 @@ def test_bad_settings_exit_nonzero_with_the_fix_and_no_traceback():
     assert result.stdout == ""
 
 
-def test_chunked_rows_equal_the_stream_whatever_the_chunking(monkeypatch):
-  sample = samplers.make_sampler(gan.get_config().sampler, num_examples=500, batch_size=16)
+def test_chunked_rows_equal_the_stream_whatever_the_chunking():
+  config = gan.get_config()
+  config.data.num_train, config.train.batch_size = 500, 16
+  sample = samplers.make_sampler(config.sampler, num_examples=500, batch_size=16)
   expected = np.asarray(
     jax.vmap(sample, in_axes=(None, 0))(rng.root_key(0), jnp.arange(5, 15, dtype=jnp.int32))
   )
-  monkeypatch.setattr(indices, "CHUNK_STEPS", 4)  # 10 steps: chunks of 4, 4 and a padded 2
-  steps, rows = zip(*indices.index_rows(sample, rng.root_key(0), 5, 10), strict=True)
+  # 10 steps in chunks of 4: 4, 4 and a padded 2.
+  steps, rows = zip(*samplers.index_stream(config, 5, 10, chunk_steps=4), strict=True)
   assert list(steps) == list(range(5, 15))
   np.testing.assert_array_equal(np.stack(rows), expected)
-  assert list(indices.index_rows(sample, rng.root_key(0), 5, 0)) == []
+  assert list(samplers.index_stream(config, 5, 0)) == []
+
+
+def test_a_normal_run_prints_only_its_output_and_a_closed_pipe_is_not_an_error():
+  result = run_cli("--num_steps=3", "--config.data.num_train=500")
+  assert result.returncode == 0 and result.stderr == "", result.stderr
+  assert len(result.stdout.splitlines()) == 3
+  head = subprocess.run(
+    f"{sys.executable} -m jgen.indices --config=configs/gan.py --num_steps=5000 | head -1",
+    shell=True, cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True,
+    text=True, timeout=300,
+  )  # fmt: skip
+  assert json.loads(head.stdout)["step"] == 0 and head.stderr == "", head.stderr
+
+
+def test_a_positional_argument_or_a_missing_config_is_one_line():
+  result = run_cli("extra")
+  assert result.returncode == 1 and result.stdout == ""
+  assert (
+    result.stderr
+    == "jgen.indices: error: unexpected arguments: extra (flags take the form --name=value)\n"
+  )
+  result = subprocess.run(
+    [sys.executable, "-m", "jgen.indices"], cwd=ROOT, capture_output=True, text=True, timeout=300
+  )
+  assert result.returncode == 1
+  assert result.stderr.startswith("jgen.indices: error: --config is required"), result.stderr

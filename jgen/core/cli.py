@@ -28,7 +28,8 @@ A command reads:
     whose stdout and stderr are their output), and only warnings from orbax, JAX's backend
     probe ("Unable to initialize backend 'tpu' ... Failed to open libtpu.so"), tensorstore and
     the distributed runtime, which log every save and probe at INFO;
-  * runs main() and turns a ValueError or RuntimeError into `jgen.X: error: <message>` and exit
+  * runs main(), ends quietly when a reader closes the pipe (`jgen.X | head`), and turns a
+    ValueError or RuntimeError into `jgen.X: error: <message>` and exit
     code 1. JGEN_DEBUG=1 re-raises instead, with the traceback.
 """
 
@@ -204,7 +205,14 @@ def run(
     del argv  # flags_parser has refused positional arguments
     setup_logging(quiet=quiet)
     try:
-      return main()
+      code = main()
+      sys.stdout.flush()
+      return code
+    except BrokenPipeError:
+      # `jgen.X | head` closed the pipe: the reader has what it wanted. Point stdout at
+      # /dev/null so that Python's flush at exit does not raise again.
+      os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+      return 0
     except (ValueError, RuntimeError) as error:
       if os.environ.get(DEBUG_ENV):
         raise

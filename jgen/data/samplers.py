@@ -271,3 +271,36 @@ _KINDS = {
   "streak": _streak,
   "explicit": _explicit,
 }
+
+
+def index_stream(config, from_step: int, num_steps: int, chunk_steps: int = 1024):
+  """Yields (step, int32[global_batch] numpy row) for steps [from_step, from_step + num_steps):
+  the indices a run of `config` draws (root key from config.seed, N = config.data.num_train,
+  B = config.train.batch_size). Raises ValueError, before the first row, for settings that
+  have no stream. `chunk_steps` steps are computed per dispatch: one compiled shape for any
+  num_steps, and few dispatches for 10k steps.
+  """
+  if config.data.get("fresh_samples", False):
+    raise ValueError(
+      "config.data.fresh_samples=True draws new data every step, so there is no index "
+      "stream to print; set --config.data.fresh_samples=False"
+    )
+  if from_step < 0 or num_steps < 0 or from_step + num_steps > 2**31 - 1:
+    raise ValueError(
+      f"steps must lie in [0, 2**31); got --from_step={from_step} --num_steps={num_steps}"
+    )
+  sample = make_sampler(
+    config.sampler,
+    num_examples=config.data.num_train,
+    batch_size=config.train.batch_size,
+    num_steps=from_step + num_steps,
+  )
+  root_key = rng.root_key(config.seed)
+  sample_steps = jax.jit(jax.vmap(sample, in_axes=(None, 0)))
+  chunk = min(chunk_steps, max(num_steps, 1))
+  for start in range(from_step, from_step + num_steps, chunk):
+    stop = min(start + chunk, from_step + num_steps)
+    # Pad the last chunk with repeats of its last step so that it reuses the compiled shape.
+    steps = np.minimum(np.arange(start, start + chunk), stop - 1).astype(np.int32)
+    rows = np.asarray(sample_steps(root_key, jnp.asarray(steps)))
+    yield from zip(range(start, stop), rows[: stop - start], strict=True)
