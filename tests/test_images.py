@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 
 from configs import stacked_digits_gan, stacked_digits_setd
-from jgen import evaluate as evaluate_cli
 from jgen import models
 from jgen.data import digits, stacked
-from jgen.evals import birthday, features, image_eval, images
+from jgen.evals import birthday, features, from_files, image_eval, images
 from jgen.trainers import gan as gan_trainer
 
 DATA = stacked.stacked_digits()
@@ -215,6 +214,6 @@ def test_evaluate_cli_on_real_stacked_digits(tmp_path, reference, digit_classifi
 
 def test_evaluate_row_matches_the_trainer_settings():
   config = stacked_digits_gan.get_config()
-  for key, value in evaluate_cli.IMAGE_EVAL.items():
+  for key, value in from_files.IMAGE_EVAL.items():
     assert config.eval[key] == value
-  assert ml_collections.ConfigDict(evaluate_cli.IMAGE_EVAL).feature_samples == 5000
+  assert ml_collections.ConfigDict(from_files.IMAGE_EVAL).feature_samples == 5000

@@ -130,8 +130,7 @@ def test_evaluate_cli_checks_the_flag(tmp_path):
 
 def test_evaluate_images_adds_inception_fid_on_the_reference_images(monkeypatch, weights_path):
   """The wiring: inception_fid_row gets the evaluator's own real images and the samples."""
-  from jgen import evaluate
-  from jgen.evals import digit_classifier, image_eval, images
+  from jgen.evals import digit_classifier, from_files, image_eval, images
 
   real = np.full((3, 8, 8, 3), 0.5, np.float32)
   fake = np.zeros((2, 8, 8, 3), np.float32)
@@ -144,9 +143,9 @@ def test_evaluate_images_adds_inception_fid_on_the_reference_images(monkeypatch,
   monkeypatch.setattr(
     inception, "inception_fid_row", lambda *args: calls.append(args) or {"inception_fid": 7.0}
   )
-  row = evaluate.evaluate_images(fake)
+  row = from_files.evaluate_images(fake)
   assert "inception_fid" not in row and not calls
-  row = evaluate.evaluate_images(fake, weights_path)
+  row = from_files.evaluate_images(fake, weights_path)
   ((path, real_seen, fake_seen),) = calls
   assert path == weights_path and real_seen is real and fake_seen is fake
   assert row["inception_fid"] == 7.0 and "standard FID" in row["inception_feature_space"]
@@ -154,13 +153,21 @@ def test_evaluate_images_adds_inception_fid_on_the_reference_images(monkeypatch,
 
 
 def test_converter_needs_torch_only_when_run(monkeypatch, tmp_path):
-  # Imports without torch, and defines no flags on import, so it sits beside jgen.replay's --out.
-  import jgen.inception_weights
-  import jgen.replay
+  # The command imports without torch, and defines no flags on import, so it sits beside
+  # jgen.replay's --out.
+  import importlib
+
+  from jgen.evals import inception_convert
+
+  for command in ("jgen.inception_weights", "jgen.replay"):
+    importlib.import_module(command)
 
   monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
-  with pytest.raises(jgen.inception_weights.ConversionError, match="pip install torch"):
-    jgen.inception_weights.convert(str(tmp_path / "a.pth"), str(tmp_path / "b.npz"))
+  with pytest.raises(inception_convert.ConversionError, match="pip install torch"):
+    inception_convert.convert(str(tmp_path / "a.pth"), str(tmp_path / "b.npz"))
+  result = _run("jgen.inception_weights", f"--pth={tmp_path / 'absent.pth'}")
+  assert result.returncode == 1 and result.stdout == "" and "Traceback" not in result.stderr
+  assert result.stderr.startswith("jgen.inception_weights: error: "), result.stderr
 
 
 # --- against pytorch-fid (needs torch; skips in CI) ------------------------------------------
