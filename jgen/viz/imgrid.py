@@ -1,8 +1,8 @@
-"""PNG grids of small images (digits, photo crops), drawn headless (see jgen/plots.py)."""
+"""PNG grids of small images (digits, photo crops), drawn headless (see jgen/viz/plots.py)."""
 
 import numpy as np
 
-from jgen.viz.plots import new_figure
+from jgen.viz.plots import DPI, new_figure
 
 
 def save_grid(path: str, rows, row_titles=None, title: str = "", cell_inches: float = 0.6):
@@ -24,7 +24,7 @@ def save_grid(path: str, rows, row_titles=None, title: str = "", cell_inches: fl
         axes.set_ylabel(row_titles[r], fontsize=6, rotation=0, ha="right", va="center")
   if title:
     figure.suptitle(title, fontsize=8)
-  figure.savefig(path, dpi=100)
+  figure.savefig(path, dpi=DPI)
 
 
 def save_image(path: str, image_HxWxC) -> None:

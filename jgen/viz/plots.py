@@ -12,6 +12,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle
+from matplotlib.ticker import MaxNLocator
 
 from jgen.data.mixtures import Mixture
 from jgen.evals import modes
@@ -112,8 +113,56 @@ def metric_series(rows: Sequence[dict], key: str) -> tuple[np.ndarray, np.ndarra
     raise ValueError(f"metric {key!r} mixes scalars and lists of different lengths") from None
 
 
-def metric_curves(path: str, rows: Sequence[dict], keys: Sequence[str]) -> None:
-  """Writes a PNG with one subplot per key against `step`; rows lacking the key are skipped."""
+# What each curve measures, for its y-axis; a key not listed is its own label.
+Y_LABELS = {
+  "modes": "modes covered",
+  "high_quality": "fraction within 3σ of a mode",
+  "reverse_kl": "KL(generated ‖ data) over modes",
+  "kl": "KL(generated ‖ data) over modes",
+  "diversity": "mean pairwise distance",
+  "classifier_fid": "FID, classifier features",
+  "d_loss": "discriminator loss",
+  "g_loss": "generator loss",
+  "loss": "loss",
+  "psnr": "PSNR (dB)",
+  "psnr_input": "PSNR (dB)",
+  "recon_psnr_mean": "PSNR (dB)",
+  "exact_fraction": "fraction restored exactly",
+  "sharpness_ratio": "sharpness / data's",
+}
+# Counts: their y-axis gets integer ticks.
+COUNT_KEYS = frozenset({"modes"})
+# Below this many points a curve also gets markers: a run with one evaluation has no line to
+# draw, only a point.
+MARKER_BELOW_POINTS = 30
+CASE_COLOR = "C3"
+
+
+def _label_axes(axes, key: str) -> None:
+  axes.set_title(key, fontsize=9)
+  axes.set_xlabel("step", fontsize=8)
+  axes.set_ylabel(Y_LABELS.get(key, key), fontsize=8)
+  if key in COUNT_KEYS:
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+  axes.tick_params(labelsize=7)
+  axes.grid(alpha=0.3)
+
+
+def _marker(steps_T) -> str:
+  return "o" if len(steps_T) < MARKER_BELOW_POINTS else ""
+
+
+def curves_figure(
+  rows: Sequence[dict],
+  keys: Sequence[str],
+  *,
+  title: str | None = None,
+  case_steps: Sequence[int] = (),
+) -> Figure:
+  """One subplot per key against `step`; rows lacking the key are skipped. A population's
+  per-member values draw one thin line per member and their mean. `title` (e.g. the run's
+  name) heads the figure; `case_steps`, the steps where collapse cases fired, are marked by
+  vertical dashed lines on every subplot."""
   if not keys:
     raise ValueError("metric_curves needs at least one key")
   columns = min(len(keys), MAX_CURVE_COLUMNS)
@@ -122,40 +171,89 @@ def metric_curves(path: str, rows: Sequence[dict], keys: Sequence[str]) -> None:
   for i, key in enumerate(keys):
     axes = figure.add_subplot(lines, columns, i + 1)
     steps_T, values = metric_series(rows, key)
+    marker = _marker(steps_T)
     if steps_T.size == 0:
       axes.text(0.5, 0.5, "no data", ha="center", va="center", transform=axes.transAxes)
     elif values.ndim == 1:
-      axes.plot(steps_T, values, color="C0", linewidth=1.2, marker="." if len(steps_T) < 30 else "")
+      axes.plot(steps_T, values, color="C0", linewidth=1.2, marker=marker, markersize=3)
     else:
-      axes.plot(steps_T, values, linewidth=0.8, alpha=0.6)
+      axes.plot(steps_T, values, linewidth=0.8, alpha=0.6, marker=marker, markersize=2.5)
       present = ~np.isnan(values)
       # By hand rather than np.nanmean, which warns on steps where every member is NaN.
       mean_T = np.where(
         present.any(axis=1), np.nansum(values, axis=1) / np.maximum(present.sum(axis=1), 1), np.nan
       )
-      axes.plot(steps_T, mean_T, color="black", linewidth=1.4, label="mean")
+      axes.plot(
+        steps_T, mean_T, color="black", linewidth=1.4, marker=marker, markersize=3, label="mean"
+      )
+    for j, step in enumerate(case_steps):
+      label = "collapse case" if j == 0 else None
+      axes.axvline(step, color=CASE_COLOR, linestyle="--", linewidth=0.9, label=label)
+    if values.ndim == 2 or case_steps:
       axes.legend(fontsize=7)
-    axes.set_title(key, fontsize=9)
-    axes.set_xlabel("step", fontsize=8)
-    axes.tick_params(labelsize=7)
-    axes.grid(alpha=0.3)
-  figure.savefig(path, dpi=DPI)
+    _label_axes(axes, key)
+  if title:
+    figure.suptitle(title, fontsize=9)
+  return figure
 
 
-def compare_branches(path: str, branches: dict[str, Sequence[dict]], keys: Sequence[str]) -> None:
-  """One subplot per key, one labelled line per branch (e.g. recorded vs counterfactual)."""
+def metric_curves(
+  path: str,
+  rows: Sequence[dict],
+  keys: Sequence[str],
+  *,
+  title: str | None = None,
+  case_steps: Sequence[int] = (),
+) -> None:
+  """Writes curves_figure(rows, keys, ...) as a PNG."""
+  curves_figure(rows, keys, title=title, case_steps=case_steps).savefig(path, dpi=DPI)
+
+
+def branches_title(case: str | None, overrides: Sequence[str]) -> str | None:
+  """'case ID · override: config.a=1 config.b=2', or what of it is known."""
+  parts = []
+  if case:
+    parts.append(f"case {case}")
+  if overrides:
+    parts.append("override: " + " ".join(overrides))
+  return " · ".join(parts) or None
+
+
+def branches_figure(
+  branches: dict[str, Sequence[dict]],
+  keys: Sequence[str],
+  *,
+  case: str | None = None,
+  overrides: Sequence[str] = (),
+) -> Figure:
+  """One subplot per key, one labelled line per branch (e.g. recorded vs counterfactual),
+  headed by the case's id and the override the counterfactual applies."""
+  if not keys:
+    raise ValueError("compare_branches needs at least one key")
   figure = new_figure(CURVE_INCHES[0] * len(keys), CURVE_INCHES[1])
   for i, key in enumerate(keys):
     axes = figure.add_subplot(1, len(keys), i + 1)
     for color, (name, rows) in enumerate(branches.items()):
       steps_T, values = metric_series(rows, key)
       axes.plot(steps_T, values, color=f"C{color}", marker=".", linewidth=1.2, label=name)
-    axes.set_title(key, fontsize=9)
-    axes.set_xlabel("step", fontsize=8)
-    axes.tick_params(labelsize=7)
-    axes.grid(alpha=0.3)
+    _label_axes(axes, key)
     axes.legend(fontsize=7)
-  figure.savefig(path, dpi=DPI)
+  title = branches_title(case, overrides)
+  if title:
+    figure.suptitle(title, fontsize=9)
+  return figure
+
+
+def compare_branches(
+  path: str,
+  branches: dict[str, Sequence[dict]],
+  keys: Sequence[str],
+  *,
+  case: str | None = None,
+  overrides: Sequence[str] = (),
+) -> None:
+  """Writes branches_figure(branches, keys, ...) as a PNG."""
+  branches_figure(branches, keys, case=case, overrides=overrides).savefig(path, dpi=DPI)
 
 
 def tile_images(images_NxHxWxC, columns: int) -> np.ndarray:
