@@ -1,26 +1,116 @@
-"""Every command-line tool can be imported beside every other (no clashing absl flags)."""
+"""Every command-line tool can be imported beside every other (no clashing absl flags), and the
+commands on jgen.core.cli define no flag on import, print only their output in a normal run, and
+report a mistake as one line."""
 
+import os
 import pathlib
 import subprocess
 import sys
 
+import numpy as np
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-TOOLS = ["main", "indices", "evaluate", "benchmark", "cases", "replay", "study"]
+TOOLS = [
+  "main",
+  "indices",
+  "evaluate",
+  "inception_weights",
+  "benchmark",
+  "cases",
+  "replay",
+  "study",
+]
+# Commands whose shell is jgen.core.cli.run: flags defined when run, not on import.
+CLI_TOOLS = ["main", "indices", "evaluate", "inception_weights"]
+
+
+def _python(*args, env=None):
+  return subprocess.run(
+    [sys.executable, *args],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    env={**os.environ, **(env or {})},
+    timeout=300,
+  )
 
 
 def test_all_tools_import_together():
   code = "; ".join(f"import jgen.{tool}" for tool in TOOLS)
-  result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+  result = _python("-c", code)
+  assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_importing_a_command_defines_no_flags():
+  imports = "; ".join(f"import jgen.{tool}" for tool in CLI_TOOLS)
+  code = (
+    # absl's own modules define their flags (--verbosity, --pdb, ...) when imported: take them
+    # as the baseline.
+    "from absl import app, flags, logging; from ml_collections import config_flags; "
+    "import jax; before = set(flags.FLAGS); "
+    f"{imports}; added = sorted(set(flags.FLAGS) - before); assert not added, added"
+  )
+  result = _python("-c", code)
   assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_each_tool_prints_its_usage():
   for tool in TOOLS:
-    result = subprocess.run(
-      [sys.executable, "-m", f"jgen.{tool}", "--helpshort"],
-      cwd=ROOT,
-      capture_output=True,
-      text=True,
-    )
+    result = _python("-m", f"jgen.{tool}", "--helpshort")
     # absl exits 1 after help; what matters is that the tool's usage (its docstring) shows.
     assert f"python -m jgen.{tool}" in result.stdout + result.stderr, (tool, result.stderr[-800:])
+
+
+def test_shared_flags_show_in_the_short_help():
+  result = _python("-m", "jgen.main", "--helpshort")
+  for flag in ("--config:", "--workdir:", "--[no]multihost:"):
+    assert flag in result.stdout, result.stdout
+
+
+def test_evaluate_prints_only_its_row(tmp_path):
+  path = tmp_path / "samples.npy"
+  np.save(path, np.zeros((2500, 2), np.float32))
+  # No JAX_PLATFORMS: the backend probe's INFO lines ("Failed to open libtpu.so") must not show.
+  env = {k: v for k, v in os.environ.items() if k != "JAX_PLATFORMS"}
+  result = subprocess.run(
+    [sys.executable, "-m", "jgen.evaluate", "--data=ring8", f"--samples={path}"],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    env=env,
+    timeout=300,
+  )
+  assert result.returncode == 0 and result.stderr == "", result.stderr
+  assert result.stdout.startswith('{"data": "ring8"') and result.stdout.count("\n") == 1
+
+
+def test_mistakes_are_one_line_and_exit_1(tmp_path):
+  cases = [
+    (["jgen.main", "--config=configs/gan.py:nope=1", "--workdir=w"], "unknown config switch"),
+    (["jgen.main", "--config=configs/absent.py", "--workdir=w"], "No such file"),
+    (["jgen.main", "--config=configs/gan.py"], "--workdir is required"),
+    (["jgen.main", "--config=configs/gan.py", "--workdir=w", "x"], "unexpected arguments: x"),
+    (["jgen.indices", "--config=configs/gan.py", "--bogus"], "Unknown command line flag"),
+    (["jgen.evaluate", "--data=ring8"], "--samples is required"),
+    (["jgen.inception_weights"], "--pth is required"),
+  ]
+  for args, message in cases:
+    result = _python("-m", *args)
+    program = args[0]
+    assert result.returncode == 1, (args, result.stderr)
+    assert result.stderr.startswith(f"{program}: error: ") and message in result.stderr, (
+      args,
+      result.stderr,
+    )
+    assert len(result.stderr.splitlines()) == 1 and result.stdout == "", result.stderr
+  assert not (ROOT / "w").exists()
+
+
+def test_jgen_debug_shows_the_traceback():
+  args = ["-m", "jgen.indices", "--config=configs/gan.py", "--config.sampler.kind=nope"]
+  plain = _python(*args, env={"JAX_PLATFORMS": "cpu"})
+  assert plain.returncode == 1 and plain.stderr.startswith("jgen.indices: error: ")
+  assert "Traceback" not in plain.stderr
+  debug = _python(*args, env={"JAX_PLATFORMS": "cpu", "JGEN_DEBUG": "1"})
+  assert debug.returncode != 0 and "Traceback" in debug.stderr
+  assert "valid choices" in debug.stderr
