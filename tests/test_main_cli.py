@@ -37,6 +37,10 @@ def test_a_run_from_the_command_line(tmp_path):
   final = json.loads(result.stdout.strip().splitlines()[-1])
   assert final["step"] == 40 and len(final["mode_counts"]) == 25
   assert "steps/s, ETA" in result.stderr and "modes " in result.stderr
+  # Only jgen's own progress: no orbax checkpoint chatter, no backend probe ("Failed to open
+  # libtpu.so" reads like an error but is JAX looking for a TPU).
+  for noise in ("orbax", "checkpoint_manager", "xla_bridge", "libtpu", "Unable to initialize"):
+    assert noise not in result.stderr, result.stderr[-2000:]
   saved = json.loads((tmp_path / "config.json").read_text())
   assert saved["data"]["name"] == "grid25" and saved["train"]["num_steps"] == 40
 
