@@ -285,9 +285,11 @@ def index_stream(config, from_step: int, num_steps: int, chunk_steps: int = 1024
       "config.data.fresh_samples=True draws new data every step, so there is no index "
       "stream to print; set --config.data.fresh_samples=False"
     )
-  if from_step < 0 or num_steps < 0 or from_step + num_steps > 2**31 - 1:
+  if from_step < 0 or num_steps < 0:
+    raise ValueError(f"steps must be >= 0; got --from_step={from_step} --num_steps={num_steps}")
+  if from_step + num_steps > 2**31 - 1:
     raise ValueError(
-      f"steps must lie in [0, 2**31); got --from_step={from_step} --num_steps={num_steps}"
+      f"steps must stay below 2**31; got --from_step={from_step} --num_steps={num_steps}"
     )
   sample = make_sampler(
     config.sampler,
