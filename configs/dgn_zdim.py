@@ -5,7 +5,7 @@ r"""How small can z be to restore N digits? A DGN sweep over N x z_dim x G width
 
 Every cell is configs/dgn.py (MSE) with its N, z_dim and width, trained for
 max(min_steps, epochs * N / batch) steps. The report gives, per N, the smallest z_dim (and
-the narrowest G at it) for which every one of the N images reaches 40 dB (jgen/dgn_study.py).
+the narrowest G at it) for which every one of the N images reaches 40 dB (jgen/studies/zsweep.py).
 `runlocal` is a two-minute smoke grid; its numbers test the code, not the question.
 """
 
@@ -18,7 +18,7 @@ from jgen.core import config as config_lib
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, runlocal=False)
   c = ml_collections.ConfigDict()
-  c.study_kind = "dgn_zdim"  # jgen.study dispatches on this
+  c.study_kind = "dgn_zdim"  # the study, by name (jgen/studies/__init__.py)
   c.base = dgn.get_config()
   c.study = ml_collections.ConfigDict()
   # Comma-separated, so that `--config.study.z_dims=1,2,4` works.

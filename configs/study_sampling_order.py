@@ -24,6 +24,7 @@ from jgen.core import config as config_lib
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, runlocal=False)
   c = ml_collections.ConfigDict()
+  c.study_kind = "sampling_order"  # the study, by name (jgen/studies/__init__.py)
   c.base = gan.base_config(
     config_lib.parse_arg(None, data="ring8", runlocal=False), discriminator="mlp", set_size=1
   )

@@ -121,7 +121,7 @@ def test_compare_two_groups_uses_fisher():
   np.testing.assert_allclose(result["p_value"], 0.03496503, rtol=1e-6)
   epoch = result["groups"]["epoch"]
   assert (epoch["collapsed"], epoch["trials"], epoch["rate"]) == (8, 10, 0.8)
-  assert epoch["wilson_95"] == list(stats.wilson_interval(8, 10))
+  np.testing.assert_allclose(epoch["wilson_95"], [0.490162, 0.943318], atol=1e-6)
   assert list(result["groups"]) == ["epoch", "streak"]
 
 
@@ -130,9 +130,10 @@ def test_compare_many_groups_uses_chi_square():
   result = stats.compare_groups({"a": flags(2, 10), "b": flags(5, 10), "c": flags(9, 10)})
   assert result["method"] == "Pearson chi-square test of homogeneity"
   assert result["dof"] == 2
-  assert (result["statistic"], result["dof"], result["p_value"]) == stats.chi_square_homogeneity(
-    [(2, 8), (5, 5), (9, 1)]
-  )
+  # By hand: every row has 10 members and the columns 16 and 14 of 30, so the expected counts
+  # are 16/3 and 14/3 per row; chi2 = 9.910714, and with 2 dof p = exp(-chi2 / 2).
+  np.testing.assert_allclose(result["statistic"], 9.910714285714285, rtol=1e-12)
+  np.testing.assert_allclose(result["p_value"], 0.007045563557544706, rtol=1e-9)
   empty = stats.compare_groups({"a": [], "b": [True]})
   assert empty["groups"]["a"]["rate"] is None
   assert empty["groups"]["a"]["wilson_95"] == [0.0, 1.0]

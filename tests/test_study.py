@@ -5,9 +5,10 @@ import os
 
 import pytest
 
-from configs import study_sampling_order
-from jgen import study
-from jgen.studies import stats
+from configs import compare_inverse, dgn_zdim, study_sampling_order
+from jgen import studies
+from jgen.core import registry
+from jgen.studies import sampling_order as study
 from jgen.trainers import gan as gan_trainer
 
 
@@ -88,12 +89,31 @@ def test_report_statistics_on_synthetic_outcomes_with_known_answers():
   assert test["p_value"] == pytest.approx(0.034965, abs=1e-6)  # [[8, 2], [1, 5]]
   first = block["cells"][0]
   assert first["collapse_rate"] == 0.8
-  assert first["collapse_rate_wilson_95"] == pytest.approx(list(stats.wilson_interval(8, 10)))
+  # Wilson 95% by hand, z = 1.959964: 8/10 -> center 0.716740, half-width 0.226578.
+  assert first["collapse_rate_wilson_95"] == pytest.approx([0.490162, 0.943318], abs=1e-6)
+  second = block["cells"][1]
+  assert second["collapse_rate_wilson_95"] == pytest.approx([0.030053, 0.563503], abs=1e-6)
   assert first["modes"]["mean"] == pytest.approx(5.6)
   assert first["time_to_collapse"]["median"] == 1000
   markdown = study.report_markdown(report, study_sampling_order.get_config())
   assert "| epoch_shuffle | 8/10 | 0.80 [0.49, 0.94] |" in markdown
   assert "p = 0.0350" in markdown
+  assert "| with_replacement | 1/6 | 0.17 [0.03, 0.56] |" in markdown
+
+
+def test_studies_are_chosen_by_the_config_name():
+  for config, module in (
+    (study_sampling_order.get_config(), "sampling_order"),
+    (dgn_zdim.get_config(), "zsweep"),
+    (compare_inverse.get_config(), "inverse_comparison"),
+  ):
+    chosen = studies.get_study(studies.study_name(config))
+    assert chosen.__name__ == f"jgen.studies.{module}"
+    assert callable(chosen.run_study) and chosen.REPORT_FILE.endswith(".md")
+  # A config without study_kind is the sampling-order study, as before the key existed.
+  assert studies.study_name({}) == "sampling_order"
+  with pytest.raises(registry.UnknownNameError, match="dgn_zdim, inverse_comparison, sampling"):
+    studies.get_study("zdim")
 
 
 def test_a_half_finished_study_resumes_without_rerunning_finished_cells(tmp_path, monkeypatch):

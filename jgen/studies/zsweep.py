@@ -13,18 +13,18 @@ the narrowest G at that z.
 """
 
 import itertools
-import json
 import math
 import os
 import time
 
 import ml_collections
-from absl import logging
 
 from jgen.core import config as config_lib
-from jgen.run import loop
+from jgen.studies import runner
 from jgen.trainers import dgn as dgn_trainer
 from jgen.viz.plots import new_figure
+
+REPORT_FILE = "report.md"
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -137,35 +137,27 @@ def plot(path: str, result: dict) -> None:
 
 
 def run_study(config, work_dir: str) -> dict:
+  """Trains every unfinished cell, rewriting the report after each; returns the report."""
   grid = cells(config)
   configs = [cell_config(config, cell) for cell in grid]
   for run_config in configs:  # every cell validated before anything trains
     dgn_trainer.Dgn.from_config(run_config, (8, 8, 1))
-  os.makedirs(work_dir, exist_ok=True)
-  finished, times = [], []
-  result = {}
-  for index, (cell, run_config) in enumerate(zip(grid, configs, strict=True)):
-    cell_dir = os.path.join(work_dir, "cells", cell["name"])
-    outcome_path = os.path.join(cell_dir, "outcome.json")
-    if not os.path.exists(outcome_path):
-      eta = loop.format_seconds((len(grid) - index) * sum(times) / len(times)) if times else "?"
-      logging.info("zdim study cell %d/%d %s (ETA %s).", index + 1, len(grid), cell["name"], eta)
-      started = time.perf_counter()
-      final = dgn_trainer.train_and_evaluate(run_config, cell_dir)
-      keys = ("exact_fraction", "recon_psnr_mean", "recon_psnr_min", "sharpness_ratio")
-      outcome = {key: final[key] for key in keys}
-      outcome["steps"] = run_config.train.num_steps
-      outcome["seconds"] = time.perf_counter() - started
-      with open(outcome_path + ".tmp", "w") as f:
-        json.dump(outcome, f)
-      os.replace(outcome_path + ".tmp", outcome_path)
-      times.append(outcome["seconds"])
-    with open(outcome_path) as f:
-      finished.append((cell, json.load(f)))
+
+  def train_cell(cell, run_config, cell_dir):
+    started = time.perf_counter()
+    final = dgn_trainer.train_and_evaluate(run_config, cell_dir)
+    keys = ("exact_fraction", "recon_psnr_mean", "recon_psnr_min", "sharpness_ratio")
+    outcome = {key: final[key] for key in keys}
+    outcome["steps"] = run_config.train.num_steps
+    outcome["seconds"] = time.perf_counter() - started
+    return outcome
+
+  def write_report(finished):
     result = report(config, finished)
-    with open(os.path.join(work_dir, "report.json"), "w") as f:
-      json.dump(result, f, indent=1)
-    with open(os.path.join(work_dir, "report.md"), "w") as f:
+    runner.write_json(os.path.join(work_dir, "report.json"), result, indent=1)
+    with open(os.path.join(work_dir, REPORT_FILE), "w") as f:
       f.write(report_markdown(result))
     plot(os.path.join(work_dir, "zdim.png"), result)
-  return result
+    return result
+
+  return runner.run_cells(work_dir, grid, configs, train_cell, write_report, "zdim study")

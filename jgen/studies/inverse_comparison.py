@@ -1,0 +1,260 @@
+"""Inverse problems on digits: a trained DGN as the prior vs Deep Image Prior, one table.
+
+configs/compare_inverse.py.
+1. Trains (or resumes) the DGN prior under W/dgn_prior (an ordinary configs/dgn.py run).
+2. Degrades test digits (held-out digits 1500.. never trained on, and as many training digits)
+   by each task, with jgen/losses/inverse.py's operators: denoise (Gaussian noise), inpaint (a
+   mask per image), superres (average pooling).
+3. DGN prior: z starts at the table code whose G(z) best explains y, then Adam on z alone
+   (`dgn_z`), then also G's parameters (`dgn_z+G`, a copy per image).
+4. DIP: a fresh skip net per image from a fixed noise input, fit to the same y with the DIP
+   trainer's data loss and input perturbation; `dip` is the PSNR at the last step, `dip_best`
+   the best PSNR over its evaluations (an oracle early stop that a real user cannot have: it
+   reads the clean image).
+Writes W/table.md and W/table.json (mean PSNR per task, method and image group) and
+W/examples_<group>_<task>.png (clean, degraded, dgn_z, dgn_z+G, dip).
+"""
+
+import collections
+import dataclasses
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+
+from jgen.core import registry, rng
+from jgen.data import digits
+from jgen.losses import inverse, reconstruction
+from jgen.models.dip import SkipNet
+from jgen.run import checkpoints
+from jgen.trainers import dgn as dgn_trainer
+from jgen.viz import imgrid
+
+METHODS = ("input", "dgn_z", "dgn_z+G", "dip", "dip_best")
+REPORT_FILE = "table.md"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """The config's numbers that the jitted fits close over (hashable: a static argument)."""
+
+  factor: int
+  z_steps: int
+  z_learning_rate: float
+  g_steps: int
+  g_learning_rate: float
+  dip_input: int
+  dip_input_scale: float
+  dip_input_noise_std: float
+  dip_learning_rate: float
+  dip_steps: int
+  dip_eval_every: int
+
+  @classmethod
+  def from_config(cls, config):
+    return cls(**{f.name: config[f.name] for f in dataclasses.fields(cls)})
+
+
+def operator(task: str, mask, factor: int) -> inverse.Operator:
+  """The operator of `task`; inpaint's mask differs per image, so it travels as an array."""
+  if task == "inpaint":
+    return inverse.mask(mask)
+  return inverse.make_operator(task, key=None, shape_HxW=None, factor=factor)
+
+
+def data_loss(task: str, prediction, y, mask, factor: int):
+  """The DIP trainer's data term for one image [1, H, W, C] against its observation y."""
+  return inverse.data_loss(operator(task, mask, factor), prediction, y)
+
+
+def make_problems(config, images, root):
+  """Per task: (y [K, ...], masks [K, H, W, 1]) from the TRAIN_SET stream, task-salted.
+
+  Each image of inpaint has its own mask; the other tasks' masks are all ones (unused)."""
+  key = rng.stream_key(root, rng.Stream.TRAIN_SET)
+  problems = {}
+  for t, task in enumerate(config.tasks.split(",")):
+    registry.choose("task", task, dict.fromkeys(inverse.TASKS))
+    k_noise, k_mask = jax.random.split(jax.random.fold_in(key, t))
+    shape = images.shape[1:3]
+    if task == "inpaint":
+      masks = jnp.stack(
+        [
+          inverse.make_mask(config.mask, jax.random.fold_in(k_mask, i), shape, config.keep_fraction)
+          for i in range(len(images))
+        ]
+      )
+    else:
+      masks = jnp.ones((len(images), *shape, 1), jnp.float32)
+    std = config.noise_std if task == "denoise" else 0.0
+    y = inverse.degrade(operator(task, masks, config.factor), images, k_noise, std)
+    problems[task] = (y, masks)
+  return problems
+
+
+UNROLL = 10  # steps per dispatch, unrolled: XLA:CPU convs inside a rolled loop are ~60x slower
+
+
+def _fit(loss_one, params_K, opt, steps: int, key=None):
+  """Adam on K independent problems at once (vmapped); `loss_one(params, i, key)`."""
+  state = jax.vmap(opt.init)(params_K)
+  index = jnp.arange(jax.tree.leaves(params_K)[0].shape[0])
+
+  def one_step(params, state, i, step):
+    step_key = None if key is None else jax.random.fold_in(jax.random.fold_in(key, i), step)
+    grads = jax.grad(loss_one)(params, i, step_key)
+    updates, state = opt.update(grads, state, params)
+    return optax.apply_updates(params, updates), state
+
+  @jax.jit
+  def chunk(params, state, first):
+    for offset in range(UNROLL):
+      params, state = jax.vmap(one_step, in_axes=(0, 0, 0, None))(
+        params, state, index, first + offset
+      )
+    return params, state
+
+  for first in range(0, steps, UNROLL):
+    params_K, state = chunk(params_K, state, first)
+    yield first + UNROLL, params_K
+
+
+def _last(fits):
+  return collections.deque(fits, maxlen=1)[0][1]
+
+
+def dgn_fit(dgn, g_params, latents, task, y_K, masks_K, settings):
+  """(z-only reconstructions, z+G reconstructions) [K, H, W, C] of the observations y_K.
+
+  z starts at the table code whose G(z) explains y best; the z+G stage fine-tunes a copy of
+  G per image from the z-only result.
+  """
+  factor = settings.factor
+  candidates = dgn_trainer.reconstruct(dgn, g_params, latents)
+
+  def best_code(y, mask):
+    errors = jax.vmap(lambda c: data_loss(task, c[None], y[None], mask[None], factor))(candidates)
+    return latents[jnp.argmin(errors)]
+
+  z_K = jax.jit(jax.vmap(best_code))(y_K, masks_K)
+
+  def decode(params, z):
+    return dgn.decode(params, dgn.constrain(z[None]))
+
+  def loss_one(pz, i, _):
+    params, z = pz
+    return data_loss(task, decode(params, z), y_K[i][None], masks_K[i][None], factor)
+
+  k = len(y_K)
+  params_K = jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (k, *leaf.shape)), g_params)
+  # Stage 1: z alone (G's learning rate is 0 there).
+  z_only_opt = optax.multi_transform(
+    {"g": optax.set_to_zero(), "z": optax.adam(settings.z_learning_rate)}, ("g", "z")
+  )
+  params_K, z_K = _last(_fit(loss_one, (params_K, z_K), z_only_opt, settings.z_steps))
+  z_only = jax.vmap(lambda p, z: jnp.clip(decode(p, z)[0], 0, 1))(params_K, z_K)
+  both_opt = optax.multi_transform(
+    {"g": optax.adam(settings.g_learning_rate), "z": optax.adam(settings.z_learning_rate)},
+    ("g", "z"),
+  )
+  params_K, z_K = _last(_fit(loss_one, (params_K, z_K), both_opt, settings.g_steps))
+  both = jax.vmap(lambda p, z: jnp.clip(decode(p, z)[0], 0, 1))(params_K, z_K)
+  return z_only, both
+
+
+def dip_fit(net, key, task, y_K, masks_K, clean_K, settings):
+  """(outputs at the last step [K, ...], best PSNR over evaluations [K]) of DIP per image."""
+  k = len(y_K)
+  shape = (1, *clean_K.shape[1:-1], settings.dip_input)
+  z_K = settings.dip_input_scale * jax.random.uniform(jax.random.fold_in(key, 0), (k, *shape))
+  params_K = jax.vmap(net.init)(jax.random.split(jax.random.fold_in(key, 1), k), z_K)
+
+  def loss_one(params, i, step_key):
+    noise = jax.random.normal(step_key, shape)
+    prediction = net.apply(params, z_K[i] + settings.dip_input_noise_std * noise)
+    return data_loss(task, prediction, y_K[i][None], masks_K[i][None], settings.factor)
+
+  apply_K = jax.jit(jax.vmap(net.apply))
+  best = jnp.full((k,), -jnp.inf)
+  opt = optax.adam(settings.dip_learning_rate)
+  fits = _fit(loss_one, params_K, opt, settings.dip_steps, jax.random.fold_in(key, 2))
+  for step, params_K in fits:
+    if step % settings.dip_eval_every == 0:
+      best = jnp.maximum(best, reconstruction.psnr(apply_K(params_K, z_K)[:, 0], clean_K))
+  return apply_K(params_K, z_K)[:, 0], best
+
+
+def run_study(config, work_dir: str) -> dict:
+  """Trains the prior, fits every problem by both methods, writes the table; returns it."""
+  os.makedirs(work_dir, exist_ok=True)
+  prior_dir = os.path.join(work_dir, "dgn_prior")
+  dgn_trainer.train_and_evaluate(config.prior, prior_dir)
+  dgn, _, _ = dgn_trainer.build(config.prior)
+  like = dgn_trainer.init_state(dgn, rng.root_key(config.prior.seed))
+  ckpts = checkpoints.Checkpoints(prior_dir, keep=config.prior.train.keep_checkpoints)
+  state = ckpts.restore(ckpts.latest_step(), like=like)
+  ckpts.close()
+  images = digits.load_digits()[0]
+  k = config.num_images
+  groups = {
+    "held_out": jnp.asarray(images[dgn_trainer.HELD_OUT_START : dgn_trainer.HELD_OUT_START + k]),
+    "train": jnp.asarray(images[:k]),
+  }
+  root = rng.root_key(config.seed)
+  net = SkipNet(
+    out_channels=1, channels=tuple(config.dip_channels), skip_channels=config.dip_skip_channels
+  )
+  settings = Settings.from_config(config)
+  if settings.dip_steps % settings.dip_eval_every or settings.dip_eval_every % UNROLL:
+    raise ValueError(f"dip_steps must be a multiple of dip_eval_every, a multiple of {UNROLL}")
+  results = {}
+  for group, clean_K in groups.items():
+    problems = make_problems(config, clean_K, jax.random.fold_in(root, len(group)))
+    for task, (y_K, masks_K) in problems.items():
+      z_only, both = dgn_fit(dgn, state.g_params, state.latents, task, y_K, masks_K, settings)
+      dip_out, dip_best = dip_fit(
+        net, jax.random.fold_in(root, 1000), task, y_K, masks_K, clean_K, settings
+      )
+      degraded = inverse.degraded_view(operator(task, masks_K, config.factor), y_K, config.factor)
+      psnrs = {
+        "input": reconstruction.psnr(degraded, clean_K),
+        "dgn_z": reconstruction.psnr(z_only, clean_K),
+        "dgn_z+G": reconstruction.psnr(both, clean_K),
+        "dip": reconstruction.psnr(dip_out, clean_K),
+        "dip_best": dip_best,
+      }
+      results[f"{group}/{task}"] = {m: float(jnp.mean(v)) for m, v in psnrs.items()}
+      logging.info("%s/%s: %s", group, task, results[f"{group}/{task}"])
+      shown = min(8, k)
+      imgrid.save_grid(
+        os.path.join(work_dir, f"examples_{group}_{task}.png"),
+        [list(np.asarray(a[:shown])) for a in (clean_K, degraded, z_only, both, dip_out)],
+        ["clean", "degraded", "dgn_z", "dgn_z+G", "dip"],
+        f"{group} digits, {task}",
+      )
+  with open(os.path.join(work_dir, "table.json"), "w") as f:
+    json.dump(results, f, indent=1)
+  with open(os.path.join(work_dir, REPORT_FILE), "w") as f:
+    f.write(table_markdown(results, config))
+  return results
+
+
+def table_markdown(results: dict, config) -> str:
+  lines = [
+    "# Inverse problems on 8x8 digits: DGN prior vs Deep Image Prior",
+    "",
+    f"Mean PSNR (dB) over {config.num_images} digits per group. DGN prior: "
+    f"{config.prior.data.num_train} training digits, z_dim {config.prior.model.z_dim}. "
+    f"denoise sigma {config.noise_std:.3f}, inpaint keeps {config.keep_fraction:.0%} of pixels, "
+    f"superres {config.factor}x. dip_best is an oracle early stop (it reads the clean image).",
+    "",
+    "| group/task | " + " | ".join(METHODS) + " |",
+    "|---|" + "---|" * len(METHODS),
+  ]
+  for name, row in results.items():
+    lines.append(f"| {name} | " + " | ".join(f"{row[m]:.2f}" for m in METHODS) + " |")
+  return "\n".join(lines) + "\n"
