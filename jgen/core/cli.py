@@ -29,8 +29,11 @@ A command reads:
     probe ("Unable to initialize backend 'tpu' ... Failed to open libtpu.so"), tensorstore and
     the distributed runtime, which log every save and probe at INFO;
   * runs main(), ends quietly when a reader closes the pipe (`jgen.X | head`), and turns a
-    ValueError or RuntimeError into `jgen.X: error: <message>` and exit
-    code 1. JGEN_DEBUG=1 re-raises instead, with the traceback.
+    ValueError or RuntimeError into `jgen.X: error: <message>` and exit code 1. JGEN_DEBUG=1
+    re-raises instead, with the traceback.
+
+A command whose failures need another exit code, or a message before it stops, calls
+cli.fail(message, code).
 """
 
 import logging as std_logging
@@ -53,10 +56,6 @@ NOISY_LOGGERS = (
   "jax/_src/compilation_cache",
   "jax/_src/cache_key",
 )
-# C++ logs of the XLA runtime (the distributed runtime's signaling client among them); read when
-# jaxlib loads, so it is set before a command's main imports JAX's backends.
-_CPP_MIN_LOG_LEVEL = "1"  # warnings and errors
-
 DEBUG_ENV = "JGEN_DEBUG"
 
 
@@ -129,12 +128,15 @@ def _flag_error_text(error: BaseException) -> str:
     # ml_collections: "Failed loading config file ...\n  Attempted ...\n  [Errno 2] ...".
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return f"cannot load the config file: {lines[-1] if lines else error}"
+  text = str(error)
   inner = _innermost(error)
   if inner is not error:
-    # A config file's get_config raised (e.g. an unknown `:switch`): ml_collections wraps its
-    # message, traceback and all, into the flag error.
-    return str(inner)
-  text = str(error)
+    # A flag's value failed to parse (a config file's get_config raised on an unknown `:switch`,
+    # an override is not a number): absl wraps that message, traceback and all, into
+    # "flag --name=value: ...". Keep the flag and the innermost message.
+    first = text.splitlines()[0] if text else ""
+    where = first.split(": ", 1)[0].removeprefix("flag ") if first.startswith("flag --") else ""
+    return f"{where}: {inner}" if where else str(inner)
   marker = " must have a value other than None"
   if marker in text:
     name = text.split(marker)[0].rsplit("Flag --", 1)[-1]
@@ -197,7 +199,6 @@ def run(
   prints (no INFO lines on stderr).
   """
   name = program or program_name()
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", _CPP_MIN_LOG_LEVEL)
   if define_flags is not None:
     define_flags()
 
