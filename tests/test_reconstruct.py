@@ -15,10 +15,11 @@ import pytest
 from configs import compare_inverse as compare_inverse_config
 from configs import dgn as dgn_config
 from configs import dgn_zdim
-from jgen import compare_inverse
 from jgen.core import registry
+from jgen.data import digits
 from jgen.evals import latents as dgn_eval
 from jgen.losses import inverse, reconstruction
+from jgen.studies import inverse_comparison
 from jgen.studies import zsweep as dgn_study
 from jgen.trainers import dgn as dgn_trainer
 
@@ -132,8 +133,38 @@ def test_interpolation_endpoints_equal_the_reconstructions():
     np.testing.assert_allclose(ends, recon[[2, 5]], atol=1e-5)
 
 
-def test_sweep_finds_the_z_boundary_on_a_few_dozen_digits(tmp_path):
-  """32 digits: z_dim 16 with a 32-channel G restores every one (>= 40 dB); z_dim 1 cannot."""
+def test_sweep_report_finds_the_smallest_z_on_known_outcomes():
+  config = dgn_zdim.get_config()
+  outcome = lambda fraction: {"exact_fraction": fraction, "recon_psnr_mean": 45.0,
+                              "recon_psnr_min": 35.0, "steps": 100}  # fmt: skip
+  fractions = {(32, 1, 16): 0.1, (32, 1, 32): 0.2, (32, 4, 16): 0.9, (32, 4, 32): 1.0,
+               (32, 16, 16): 1.0, (32, 16, 32): 1.0, (64, 16, 32): 0.5}  # fmt: skip
+  finished = [
+    ({"name": f"n{n}-z{z}-w{w}", "n": n, "z_dim": z, "width": w}, outcome(fraction))
+    for (n, z, w), fraction in fractions.items()
+  ]
+  result = dgn_study.report(config, finished)
+  assert result["smallest"] == [
+    {"n": 32, "smallest_z_per_width": {16: 16, 32: 4}, "smallest_z_dim": 4,
+     "width_at_smallest_z": 32},
+    {"n": 64, "smallest_z_per_width": {32: None}, "smallest_z_dim": None,
+     "width_at_smallest_z": None},
+  ]  # fmt: skip
+  markdown = dgn_study.report_markdown(result)
+  assert "| 32 | 4 (width 32) | w16: 16, w32: 4 |" in markdown
+  assert "| 64 | none in the grid | w32: none |" in markdown
+
+
+def test_sweep_restores_a_few_dozen_digits_with_a_large_z_only(tmp_path):
+  """32 digits: z_dim 16 with a 32-channel G restores every one (>= 40 dB); z_dim 1 none.
+
+  Why this is a property and not a lucky seed: GLO gives each image its own code, and with 16
+  dimensions per code G only has to memorize 32 images, which the objective drives towards
+  zero error; with one dimension all 32 digits must lie on one curve of G's outputs. The
+  margins are wide (measured at seed 0 and 2,000 steps, min_steps rounded up to eval_every:
+  z_dim 16's worst digit 56.3 dB, 16 dB above the bar, mean 85 dB; z_dim 1's mean 18 dB, worst
+  12.6 dB, none restored), so the thresholds test the property, not this seed's luck.
+  """
   config = dgn_zdim.get_config()
   config.study.num_train = "32"
   config.study.z_dims = "1,16"
@@ -144,9 +175,7 @@ def test_sweep_finds_the_z_boundary_on_a_few_dozen_digits(tmp_path):
   by_z = {cell["z_dim"]: cell for cell in result["cells"]}
   assert by_z[16]["exact_fraction"] == 1.0 and by_z[16]["recon_psnr_min"] >= 40.0
   assert by_z[1]["exact_fraction"] < 0.5
-  assert result["smallest"] == [
-    {"n": 32, "smallest_z_per_width": {32: 16}, "smallest_z_dim": 16, "width_at_smallest_z": 32}
-  ]
+  assert result["smallest"][0]["smallest_z_dim"] == 16
   assert "| 32 | 16 (width 32) |" in open(tmp_path / "report.md").read()
 
 
@@ -166,8 +195,8 @@ def test_compare_inverse_imports_beside_the_other_tools_and_shows_its_usage():
 
 def test_compare_inverse_problems_have_the_right_shapes():
   config = compare_inverse_config.get_config("runlocal")
-  images = jnp.asarray(dgn_trainer.load_images("digits")[:3])
-  problems = compare_inverse.make_problems(config, images, jax.random.key(0))
+  images = jnp.asarray(digits.load_digits()[0][:3])
+  problems = inverse_comparison.make_problems(config, images, jax.random.key(0))
   assert problems["denoise"][0].shape == (3, 8, 8, 1)
   assert problems["superres"][0].shape == (3, 4, 4, 1)
   y, masks = problems["inpaint"]
