@@ -5,7 +5,10 @@ import importlib.util
 import pathlib
 import re
 
-from jgen import models
+import ml_collections
+import pytest
+
+from jgen import models, trainers
 from jgen.data import samplers
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -26,14 +29,44 @@ def test_the_main_command_names_a_real_config():
   assert main and (ROOT / main.group(1)).is_file()
 
 
+def _trainer_names(config) -> list[str]:
+  """`trainer` in the config and in every config nested in it (a study's base cell)."""
+  names = [config.trainer] if "trainer" in config else []
+  for value in config.values():
+    if isinstance(value, ml_collections.ConfigDict):
+      names += _trainer_names(value)
+  return names
+
+
 def test_every_mentioned_config_loads_with_its_switches():
   for name in set(re.findall(r"configs/(\w+)\.py", README)):
     module = importlib.import_module(f"configs.{name}")
     row = re.search(rf"^\| `configs/{name}\.py` \|.*$", README, flags=re.MULTILINE)
     assert row, f"configs/{name}.py is mentioned but not in the configs table"
+    # Its docstring shows how to run it, with a command that exists and names this file.
+    runs = rf"python -m (jgen\.\w+) --config=configs/{name}\.py"
+    commands = set(re.findall(runs, module.__doc__))
+    assert commands, f"configs/{name}.py's docstring has no command that runs it"
+    for command in commands:
+      assert importlib.util.find_spec(command) is not None, (name, command)
+    default = module.get_config(None)
     switches = [None, "runlocal"] + (["data=grid25"] if "data=" in row.group(0) else [])
     for arg in switches:
-      assert module.get_config(arg) is not None
+      config = module.get_config(arg)
+      # Locked, so a misspelt --config.key fails instead of adding a key nothing reads.
+      assert isinstance(config, ml_collections.ConfigDict) and config.is_locked, (name, arg)
+      with pytest.raises(AttributeError):
+        config.no_such_key = 1
+      # Every trainer it names is registered; jgen.main needs one at the top.
+      for trainer in _trainer_names(config):
+        assert hasattr(trainers.get_trainer(trainer), "train_and_evaluate"), (name, trainer)
+      if "jgen.main" in commands:
+        assert "trainer" in config, name
+      # A switch changes the config, and says what it says.
+      if arg is not None:
+        assert config.to_dict() != default.to_dict(), (name, arg)
+      if arg == "data=grid25":
+        assert config.data.name == "grid25", name
 
 
 def test_every_mentioned_module_and_launch_script_exists():
