@@ -112,7 +112,7 @@ def _drawn(axes):
   return [
     (line.get_label(), line.get_marker(), len(line.get_xdata()))
     for line in axes.get_lines()
-    if line.get_color() != plots.CASE_COLOR
+    if line.get_gid() != plots.CASE_GID
   ]
 
 
@@ -165,7 +165,7 @@ def _case_marks(axes) -> list[float]:
   marks = []
   for line in axes.get_lines():
     xs = np.asarray(line.get_xdata(), np.float64)
-    if line.get_color() == plots.CASE_COLOR and len(xs) == 2 and xs[0] == xs[1]:
+    if line.get_gid() == plots.CASE_GID and len(xs) == 2 and xs[0] == xs[1]:
       marks.append(float(xs[0]))
   return marks
 

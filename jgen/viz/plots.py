@@ -117,8 +117,8 @@ def metric_series(rows: Sequence[dict], key: str) -> tuple[np.ndarray, np.ndarra
 Y_LABELS = {
   "modes": "modes covered",
   "high_quality": "fraction within 3σ of a mode",
-  "reverse_kl": "KL(generated ‖ data) over modes",
-  "kl": "KL(generated ‖ data) over modes",
+  "reverse_kl": "KL to the data's modes",
+  "kl": "KL to the data's modes",
   "diversity": "mean pairwise distance",
   "classifier_fid": "FID, classifier features",
   "d_loss": "discriminator loss",
@@ -135,7 +135,9 @@ COUNT_KEYS = frozenset({"modes"})
 # Below this many points a curve also gets markers: a run with one evaluation has no line to
 # draw, only a point.
 MARKER_BELOW_POINTS = 30
-CASE_COLOR = "C3"
+# Outside matplotlib's default cycle, which colours a population's members.
+CASE_COLOR = "#e7298a"
+CASE_GID = "collapse_case"
 
 
 def _label_axes(axes, key: str) -> None:
@@ -188,7 +190,7 @@ def curves_figure(
       )
     for j, step in enumerate(case_steps):
       label = "collapse case" if j == 0 else None
-      axes.axvline(step, color=CASE_COLOR, linestyle="--", linewidth=0.9, label=label)
+      axes.axvline(step, color=CASE_COLOR, linestyle="--", linewidth=0.9, label=label, gid=CASE_GID)
     if values.ndim == 2 or case_steps:
       axes.legend(fontsize=7)
     _label_axes(axes, key)
