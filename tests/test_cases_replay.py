@@ -12,12 +12,12 @@ import pytest
 from conftest import tiny_config
 
 from configs import gan
-from jgen import cases, replay
 from jgen.collapse import detectors as collapse
+from jgen.collapse import recorder, replay
 from jgen.core import rng
 from jgen.data import mixtures
 from jgen.evals import diversity, modes
-from jgen.run import checkpoints
+from jgen.run import checkpoints, loop
 from jgen.trainers import gan as gan_trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,7 +42,7 @@ def forced_case_config(**overrides):
 
 
 def _only_case(work_dir) -> dict:
-  found = cases.list_cases(str(work_dir))
+  found = recorder.list_cases(str(work_dir))
   assert len(found) == 1, found
   return found[0]
 
@@ -114,7 +114,7 @@ def test_a_case_bundle_holds_what_replay_needs(recorded):
     "trigger.png",
     "after.png",
   } <= names
-  assert cases.read_trace(case["dir"])[:, 0].tolist() == list(range(21, 61))
+  assert recorder.read_trace(case)[:, 0].tolist() == list(range(21, 61))
 
 
 def test_replay_verifies_every_recorded_digest(recorded):
@@ -137,13 +137,13 @@ def _copy_case(case, tmp_path):
 
   destination = tmp_path / "case"
   shutil.copytree(case["dir"], destination)
-  return cases.load_case(str(destination))
+  return recorder.load_case(str(destination))
 
 
 def test_a_tampered_trace_fails_at_the_tampered_step_and_part(recorded, tmp_path):
   _, case = recorded
   case = _copy_case(case, tmp_path)
-  table = cases.read_trace(case["dir"])
+  table = recorder.read_trace(case)
   table[16, 2] ^= 1  # step 37, g_params
   table.tofile(os.path.join(case["dir"], "trace.u32"))
   with pytest.raises(replay.ReplayMismatch, match=r"mismatch at step 37: g_params"):
@@ -167,7 +167,7 @@ def test_a_tampered_optimizer_digest_fails_at_its_logged_step(recorded, tmp_path
 def test_a_tampered_checkpoint_fails_before_the_first_step(recorded, tmp_path):
   _, case = recorded
   case = _copy_case(case, tmp_path)
-  config = cases.case_config(case)
+  config = recorder.case_config(case)
   model = gan_trainer.Gan.from_config(config)
   manager = checkpoints.Checkpoints(case["dir"], keep=1000)
   state = manager.restore(20, like=gan_trainer.init_state(model, rng.root_key(0)))
@@ -213,7 +213,7 @@ def _start_states(monkeypatch) -> list:
 
 def _checkpointed_state(case):
   """The case's start checkpoint, restored as the trainer saved it."""
-  config = cases.case_config(case)
+  config = recorder.case_config(case)
   like = gan_trainer.init_state(gan_trainer.Gan.from_config(config), rng.root_key(config.seed))
   manager = checkpoints.Checkpoints(case["dir"], keep=1000)
   try:
@@ -258,20 +258,20 @@ def test_a_case_from_an_interrupted_and_resumed_run_replays_identically(
   recorded, tmp_path, monkeypatch
 ):
   _, uninterrupted = recorded
-  real_complete = cases.CaseRecorder._complete
+  real_complete = recorder.CaseRecorder._complete
 
   def crash(self, case, step):
     raise KeyboardInterrupt("simulated crash while the case is open")
 
-  monkeypatch.setattr(cases.CaseRecorder, "_complete", crash)
+  monkeypatch.setattr(recorder.CaseRecorder, "_complete", crash)
   with pytest.raises(KeyboardInterrupt):
     gan_trainer.train_and_evaluate(forced_case_config(), str(tmp_path))
   assert _only_case(tmp_path)["status"] == "recording"
-  monkeypatch.setattr(cases.CaseRecorder, "_complete", real_complete)
+  monkeypatch.setattr(recorder.CaseRecorder, "_complete", real_complete)
   gan_trainer.train_and_evaluate(forced_case_config(), str(tmp_path))
   case = _only_case(tmp_path)
   assert case["status"] == "complete"
-  assert np.array_equal(cases.read_trace(case["dir"]), cases.read_trace(uninterrupted["dir"]))
+  assert np.array_equal(recorder.read_trace(case), recorder.read_trace(uninterrupted))
   assert replay.verify(case) == 40
 
 
@@ -284,7 +284,7 @@ def test_a_non_finite_loss_records_a_case_up_to_the_bad_step(tmp_path, monkeypat
     return new_state, {**metrics, "d_loss": metrics["d_loss"] * poison}
 
   monkeypatch.setattr(gan_trainer, "train_step", poisoned_step)
-  with pytest.raises(gan_trainer.NonFiniteError, match="recorded in"):
+  with pytest.raises(loop.NonFiniteError, match="recorded in"):
     gan_trainer.train_and_evaluate(tiny_config(), str(tmp_path))
   case = _only_case(tmp_path)
   assert case["detectors"][0]["detector"] == "non_finite"

@@ -10,7 +10,7 @@ import pytest
 from conftest import tiny_config
 
 from jgen.core import rng
-from jgen.run import workdir
+from jgen.run import loop, workdir
 from jgen.trainers import gan as gan_trainer
 
 
@@ -110,7 +110,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
     return new_state, {**metrics, "g_loss": metrics["g_loss"] * poison}
 
   monkeypatch.setattr(gan_trainer, "train_step", poisoned_step)
-  with pytest.raises(gan_trainer.NonFiniteError, match=r"step 27 .*checkpoint is step 20"):
+  with pytest.raises(loop.NonFiniteError, match=r"step 27 .*checkpoint is step 20"):
     gan_trainer.train_and_evaluate(tiny_config(), str(tmp_path))
   steps = sorted(int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit())
   assert steps == [0, 20]  # the initial state, and the last good one
@@ -130,9 +130,7 @@ def test_every_discriminator_and_loss_trains_to_finite_values(name, set_size, lo
   gan = gan_trainer.Gan.from_config(config)
   root = rng.root_key(0)
   state = gan_trainer.init_state(gan, root)
-  state, metrics = gan_trainer.run_chunk(
-    gan, state, root, gan_trainer.training_set(gan, root), length=5
-  )
+  state, metrics = loop.run_chunk(gan, state, root, gan_trainer.training_set(gan, root), length=5)
   assert int(state.step) == 5
   for key in gan_trainer.METRIC_NAMES:
     assert metrics[key].shape == (5,) and np.isfinite(metrics[key]).all(), key

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from configs import stacked_digits_setd
-from jgen import cases, replay
+from jgen.collapse import recorder, replay
 from jgen.core import rng
 from jgen.run import checkpoints
 from jgen.trainers import gan as gan_trainer
@@ -56,7 +56,7 @@ def forced_image_case_config(**overrides):
 def recorded(tmp_path_factory):
   work_dir = tmp_path_factory.mktemp("image_run")
   gan_trainer.train_and_evaluate(forced_image_case_config(), str(work_dir))
-  found = cases.list_cases(str(work_dir))
+  found = recorder.list_cases(str(work_dir))
   assert len(found) == 1, found
   return work_dir, found[0]
 
@@ -72,15 +72,15 @@ def test_an_image_run_records_a_case_with_its_digit_metrics_and_grids(recorded):
   assert (case["start_step"], case["trigger_step"], case["end_step"]) == (4, 8, 8)
   assert case["detectors"][0]["detector"] == "diversity_drop"
   assert case["traced_steps"] == 4
-  assert cases.read_trace(case["dir"])[:, 0].tolist() == list(range(5, 9))
+  assert recorder.read_trace(case)[:, 0].tolist() == list(range(5, 9))
   trigger = case["trigger_row"]
   assert 0 <= trigger["modes"] <= 1000 and len(trigger["mode_counts"]) == 1000
   assert {"case.json", "trace.u32", "parts.jsonl", "checkpoints", "trigger.png"} <= set(
     os.listdir(case["dir"])
   )
   # The listing shows the image rows' KL, not an absent reverse_kl.
-  summary = cases._summary(case)
-  assert summary["after"]["step"] == 8 and summary["after"]["kl"] is not None
+  summary = recorder.summary(case)
+  assert summary["after"]["step"] == 8 and summary["after"]["reverse_kl"] is not None
 
 
 def test_replay_command_verifies_an_image_case_and_dumps_grid_frames(recorded, tmp_path):
@@ -109,8 +109,8 @@ def test_replay_command_verifies_an_image_case_and_dumps_grid_frames(recorded, t
 def test_a_tampered_image_trace_fails_at_the_tampered_step_and_part(recorded, tmp_path):
   _, case = recorded
   shutil.copytree(case["dir"], tmp_path / "case")
-  case = cases.load_case(str(tmp_path / "case"))
-  table = cases.read_trace(case["dir"])
+  case = recorder.load_case(str(tmp_path / "case"))
+  table = recorder.read_trace(case)
   table[1, 3] ^= 1  # step 6, d_params
   table.tofile(os.path.join(case["dir"], "trace.u32"))
   with pytest.raises(replay.ReplayMismatch, match=r"mismatch at step 6: d_params"):
@@ -131,7 +131,7 @@ def _start_states(monkeypatch) -> list:
 
 def _checkpointed_state(case):
   """The case's start checkpoint, restored as the trainer saved it."""
-  config = cases.case_config(case)
+  config = recorder.case_config(case)
   like = gan_trainer.init_state(gan_trainer.Gan.from_config(config), rng.root_key(config.seed))
   manager = checkpoints.Checkpoints(case["dir"], keep=1000)
   try:
@@ -147,7 +147,7 @@ def _same_arrays(a, b) -> bool:
   )
 
 
-def test_an_image_counterfactual_with_a_pack_discriminator(recorded, tmp_path, capsys, monkeypatch):
+def test_an_image_counterfactual_with_a_pack_discriminator(recorded, tmp_path, monkeypatch):
   work_dir, case = recorded
   out = tmp_path / "cf"
   starts = _start_states(monkeypatch)
@@ -180,16 +180,16 @@ def test_an_image_counterfactual_with_a_pack_discriminator(recorded, tmp_path, c
     assert (out / name).exists()
   for name in ("recorded", "counterfactual"):
     assert (out / f"{name}_final.png").exists()
-  replay._print_counterfactual(report, str(out))
-  printed = capsys.readouterr().out
-  assert "recorded modes/KL/diversity" in printed and "samples.png" in printed
+  printed = replay.counterfactual_text(report, str(out))
+  assert "recorded modes/rKL/diversity" in printed and "samples.png" in printed
 
 
 def test_curve_keys_follow_the_data():
   mixture_row = {"modes": 8, "reverse_kl": None, "diversity": 1.0, "high_quality": 0.9}
-  digits_row = {"modes": 50, "kl": 3.5, "diversity": 0.8, "mode_counts": [1] * 1000}
+  # Image rows carry the same `reverse_kl` as 2D rows (beside their documented `kl`).
+  digits_row = {"modes": 50, "kl": 3.5, "reverse_kl": 3.5, "diversity": 0.8}
   assert replay.curve_keys([mixture_row]) == ["modes", "reverse_kl", "diversity"]
-  assert replay.curve_keys([digits_row]) == ["modes", "kl", "diversity"]
+  assert replay.curve_keys([digits_row]) == ["modes", "reverse_kl", "diversity"]
   assert replay.curve_keys([{**digits_row, "classifier_fid": 1.0}])[-1] == "classifier_fid"
   assert replay.curve_keys([{"diversity": 0.8}]) == ["diversity"]
 
@@ -203,9 +203,9 @@ def test_replay_feeds_data_read_on_the_host_from_the_case_start():
   )
   with tfds.testing.mock_data(num_examples=48):
     gan, root, data = gan_trainer.build(config)
-    assert gan.images.on_host
-    batches = gan_trainer.step_data(gan, config, root, data, 4, 8)  # what replay reads
+    assert gan.data.on_host
+    batches = gan.step_data(config, root, data, 4, 8)  # what replay reads
     for step in (4, 5):  # the steps whose updates make trace rows 5 and 6
       indices = np.asarray(gan.sample_indices(root, jnp.int32(step)))
-      expected = np.stack([gan.images.read(i) for i in indices])
+      expected = np.stack([gan.data.source.read(i) for i in indices])
       np.testing.assert_array_equal(np.asarray(batches.next_batch()), expected)

@@ -14,7 +14,8 @@ import pytest
 from configs import stacked_digits_gan, stacked_digits_setd
 from jgen import models
 from jgen.data import digits, stacked
-from jgen.evals import birthday, features, from_files, image_eval, images
+from jgen.data import reference as reference_lib
+from jgen.evals import birthday, features, from_files, images
 from jgen.trainers import gan as gan_trainer
 
 DATA = stacked.stacked_digits()
@@ -23,7 +24,7 @@ DATA = stacked.stacked_digits()
 @pytest.fixture(scope="module")
 def reference():
   """The 26,000 real images every evaluation compares with (fixed key)."""
-  return image_eval.reference_images(DATA, stacked.PROTOCOL_NUM_SAMPLES)
+  return reference_lib.reference_images(DATA, stacked.PROTOCOL_NUM_SAMPLES)
 
 
 def test_training_set_has_exactly_1000_modes_and_gathers_digit_triples():

@@ -130,12 +130,13 @@ def test_evaluate_cli_checks_the_flag(tmp_path):
 
 def test_evaluate_images_adds_inception_fid_on_the_reference_images(monkeypatch, weights_path):
   """The wiring: inception_fid_row gets the evaluator's own real images and the samples."""
-  from jgen.evals import digit_classifier, from_files, image_eval, images
+  from jgen.data import reference
+  from jgen.evals import digit_classifier, from_files, images
 
   real = np.full((3, 8, 8, 3), 0.5, np.float32)
   fake = np.zeros((2, 8, 8, 3), np.float32)
   calls = []
-  monkeypatch.setattr(image_eval, "reference_images", lambda data, num: real)
+  monkeypatch.setattr(reference, "reference_images", lambda data, num: real)
   monkeypatch.setattr(
     digit_classifier, "load_digit_classifier", lambda: type("C", (), {"accuracy": 1.0})
   )
@@ -272,7 +273,8 @@ def _tiny_image_config(**overrides):
 
 
 def test_training_logs_inception_fid_and_refuses_a_bad_file_before_training(tmp_path, weights_path):
-  from jgen.evals import image_eval
+  from jgen.data import reference
+  from jgen.run import loop
   from jgen.trainers import gan as gan_trainer
 
   missing = _tiny_image_config(**{"eval.inception_weights": str(tmp_path / "none.npz")})
@@ -288,10 +290,10 @@ def test_training_logs_inception_fid_and_refuses_a_bad_file_before_training(tmp_
   # The same FID from first principles: G after the same 2 steps, its first 4 evaluation
   # samples against the first 4 reference images.
   gan, root, data = gan_trainer.build(config)
-  state, _ = gan_trainer.run_chunk(gan, gan_trainer.init_state(gan, root), root, data, 2)
-  samples, _ = image_eval.evaluate(gan, state, root)
+  state, _ = loop.run_chunk(gan, gan_trainer.init_state(gan, root), root, data, 2)
+  samples, _ = gan_trainer.evaluate(gan, state, root)
   model = inception.load_inception(weights_path)
-  real = image_eval.reference_images(gan.images, 4)
+  real = reference.reference_images(gan.data.source, 4)
   expected = inception.inception_fid(model, real, samples[:4], batch_size=4)
   assert row["inception_fid"] == pytest.approx(expected, rel=1e-6)
 

@@ -16,9 +16,10 @@ from PIL import Image
 tfds = pytest.importorskip("tensorflow_datasets")
 
 from configs import stacked_digits_gan  # noqa: E402
-from jgen.data import digits, image_data, stacked, tfds_source  # noqa: E402
+from jgen import datasets  # noqa: E402
+from jgen.data import digits, stacked, tfds_source  # noqa: E402
 from jgen.evals import digit_classifier as classifier_lib  # noqa: E402
-from jgen.evals import image_eval, images  # noqa: E402
+from jgen.evals import images  # noqa: E402
 from jgen.trainers import gan as gan_trainer  # noqa: E402
 
 STAND_IN_RECIPE = dict(classifier_lib.MNIST_CONFIG, epochs=25)
@@ -118,10 +119,11 @@ def test_an_undertrained_mnist_classifier_is_refused_with_its_accuracy(mnist_sta
 def test_mnist_real_images_as_samples_cover_all_ten_classes_with_kl_near_zero(
   mnist_stand_in, mnist_classifier
 ):
-  data = image_data.get_data(_config("mnist").data)
+  dataset = datasets.get_dataset(_config("mnist").data)
+  data = dataset.source
   assert isinstance(data, tfds_source.TfdsImages) and data.num_modes == 10
-  assert image_eval.has_modes(data)
-  assert image_eval.classifier_of(data).cache_path == mnist_classifier.cache_path
+  assert dataset.has_modes
+  assert dataset.classifier().cache_path == mnist_classifier.cache_path
   labels, _ = images.classify_channels(mnist_classifier, data.images.astype(np.float32) / 255.0)
   row = images.mode_metrics(labels, data.mode_distribution())
   assert row["modes"] == 10 and row["kl"] < 0.01
@@ -132,7 +134,7 @@ def test_mnist_and_stacked_mnist_runs_log_modes_and_kl(mnist_stand_in, mnist_cla
   assert 1 <= mnist["modes"] <= 10 and np.isfinite(mnist["kl"]) and len(mnist["mode_counts"]) == 10
   assert np.isfinite(mnist["classifier_fid"])
   config = _config("stacked_mnist", **{"eval.feature_metrics": False})
-  data = image_data.get_data(config.data)
+  data = datasets.get_dataset(config.data).source
   assert isinstance(data, stacked.StackedDigits) and data.classifier == "mnist"
   row = gan_trainer.train_and_evaluate(config, str(tmp_path / "stacked"))
   assert 1 <= row["modes"] <= 1000 and len(row["mode_counts"]) == 1000 and np.isfinite(row["kl"])

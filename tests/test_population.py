@@ -10,7 +10,7 @@ import numpy as np
 from conftest import tiny_config
 
 from jgen.core import rng
-from jgen.run import workdir
+from jgen.run import loop, workdir
 from jgen.trainers import gan as gan_trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -20,9 +20,14 @@ def _rows(work_dir):
   return workdir.read_rows(os.path.join(work_dir, "metrics.jsonl"))
 
 
-def train_members(config, steps=20, member=None) -> np.ndarray:
+def train_state(config, steps=20):
   gan, root, data = gan_trainer.build(config)
-  state, _ = gan_trainer.run_chunk(gan, gan_trainer.init_state(gan, root), root, data, steps)
+  state, _ = loop.run_chunk(gan, gan_trainer.init_state(gan, root), root, data, steps)
+  return state
+
+
+def train_members(config, steps=20, member=None) -> np.ndarray:
+  state = train_state(config, steps)
   leaves = jax.tree.leaves((state.g_params, state.d_params))
   if member is not None:
     leaves = [leaf[member] for leaf in leaves]
@@ -77,26 +82,45 @@ def test_a_resumed_population_is_bit_identical(tmp_path):
 
 
 _RUN_SHARDED = """
-import sys, jax, numpy as np
+import json, sys, jax, numpy as np
 sys.path.insert(0, "tests")
 from conftest import tiny_config
-from test_population import train_members
+from test_population import train_state
 assert jax.device_count() == 8
-np.save(sys.argv[1], train_members(tiny_config(**{"population.size": 8})))
+state = train_state(tiny_config(**{"population.size": 8}))
+leaves = jax.tree.leaves((state.g_params, state.d_params))
+np.save(sys.argv[1], np.concatenate([np.ravel(leaf) for leaf in leaves]))
+layout = [
+  {
+    "shape": list(leaf.shape),
+    "shard_shape": list(leaf.sharding.shard_shape(leaf.shape)),
+    "members": sorted((s.index[0].start, s.index[0].stop) for s in leaf.addressable_shards),
+  }
+  for leaf in jax.tree.leaves(state)
+]
+with open(sys.argv[2], "w") as f:
+  json.dump(layout, f)
 """
 
 
 def test_a_population_sharded_over_8_devices_matches_one_device(tmp_path):
-  out = tmp_path / "members.npy"
+  out, layout = tmp_path / "members.npy", tmp_path / "layout.json"
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
   result = subprocess.run(
-    [sys.executable, "-c", _RUN_SHARDED, str(out)],
+    [sys.executable, "-c", _RUN_SHARDED, str(out), str(layout)],
     cwd=ROOT,
     env=env,
     capture_output=True,
     text=True,
   )
   assert result.returncode == 0, result.stderr[-3000:]
+  # The members really were split (the helper replicates silently when they do not divide):
+  # every array of the trained state holds one member per device, member i on its own device.
+  leaves = json.loads(layout.read_text())
+  assert leaves
+  for leaf in leaves:
+    assert leaf["shape"][0] == 8 and leaf["shard_shape"] == [1, *leaf["shape"][1:]], leaf
+    assert leaf["members"] == [[i, i + 1] for i in range(8)], leaf
   np.testing.assert_allclose(
     np.load(out), train_members(tiny_config(**{"population.size": 8})), rtol=1e-5, atol=1e-6
   )

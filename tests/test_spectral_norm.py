@@ -12,6 +12,7 @@ from configs import stacked_digits_setd
 from jgen import models
 from jgen.collapse import trace
 from jgen.models import conv, spectral_norm
+from jgen.run import loop
 from jgen.trainers import gan as gan_trainer
 
 NAMES = tuple(conv.CONV_DISCRIMINATORS)
@@ -188,7 +189,7 @@ def test_training_with_spectral_norm_runs_and_is_deterministic():
   def four_steps():
     # A copy each time: the step donates its input state.
     state = jax.tree.map(jnp.copy, initial)
-    return gan_trainer.run_chunk(gan, state, root, data, length=4)
+    return loop.run_chunk(gan, state, root, data, length=4)
 
   state, metrics = four_steps()
   assert int(state.step) == 4

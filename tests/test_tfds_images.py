@@ -12,8 +12,8 @@ import pytest
 tfds = pytest.importorskip("tensorflow_datasets")
 
 from configs import stacked_digits_gan  # noqa: E402
-from jgen.data import image_data, stacked, tfds_source  # noqa: E402
-from jgen.evals import image_eval  # noqa: E402
+from jgen import datasets  # noqa: E402
+from jgen.data import stacked, tfds_source  # noqa: E402
 from jgen.trainers import gan as gan_trainer  # noqa: E402
 
 
@@ -38,10 +38,10 @@ def _config(name, **overrides):
 def test_mnist_goes_to_the_device_and_trains(tmp_path, monkeypatch):
   # Random mock pixels: no classifier can label them (the MNIST classifier and the modes it
   # gives mnist runs are tests/test_mnist_classifier.py, on digits in MNIST's format).
-  monkeypatch.setattr(image_eval, "has_modes", lambda data: False)
+  monkeypatch.setattr(datasets.ImageDataset, "has_modes", property(lambda self: False))
   with tfds.testing.mock_data(num_examples=48):
     config = _config("mnist")
-    data = image_data.get_data(config.data)
+    data = datasets.get_dataset(config.data).source
     assert isinstance(data, tfds_source.TfdsImages) and not data.on_host
     assert data.sample_shape == (28, 28, 1) and data.images.shape == (48, 28, 28, 1)
     first = gan_trainer.train_and_evaluate(config, str(tmp_path / "a"))
@@ -53,12 +53,12 @@ def test_large_data_is_read_on_the_host_by_the_exact_index_stream(tmp_path):
   with tfds.testing.mock_data(num_examples=48):
     config = _config("cifar10", **{"data.device_bytes_limit": 0})
     gan, root, _ = gan_trainer.build(config)
-    assert gan.images.on_host and gan.sample_shape == (32, 32, 3)
-    batches = tfds_source.HostBatches(gan.images, gan.sample_indices, root, 16, 1, 4, 2)
+    assert gan.data.on_host and gan.data.sample_shape == (32, 32, 3)
+    batches = tfds_source.HostBatches(gan.data.source, gan.sample_indices, root, 16, 1, 4, 2)
     for step in (1, 2):  # starts at step 1, as a resume from a checkpoint at step 1 would
       batch = np.asarray(batches.next_batch())
       indices = np.asarray(gan.sample_indices(root, jnp.int32(step)))
-      expected = np.stack([gan.images.read(i) for i in indices])
+      expected = np.stack([gan.data.source.read(i) for i in indices])
       np.testing.assert_array_equal(batch, expected)
     host = gan_trainer.train_and_evaluate(config, str(tmp_path / "host"))
     device = gan_trainer.train_and_evaluate(
@@ -72,7 +72,7 @@ def test_large_data_is_read_on_the_host_by_the_exact_index_stream(tmp_path):
 
 def test_stacked_mnist_stacks_mnist_digits():
   with tfds.testing.mock_data(num_examples=30):
-    data = image_data.get_data(_config("stacked_mnist").data)
+    data = datasets.get_dataset(_config("stacked_mnist").data).source
   assert isinstance(data, stacked.StackedDigits) and data.sample_shape == (28, 28, 3)
   assert data.num_modes == 1000
 

@@ -6,6 +6,7 @@ import pytest
 from conftest import tiny_config
 
 from jgen.core import digest, variants
+from jgen.run import loop
 from jgen.trainers import gan as gan_trainer
 
 LR_AND_ORDER = "optimizer.learning_rate=1e-4|1e-3;sampler.kind=epoch_shuffle|with_replacement"
@@ -13,7 +14,7 @@ LR_AND_ORDER = "optimizer.learning_rate=1e-4|1e-3;sampler.kind=epoch_shuffle|wit
 
 def _train(config, steps=20):
   gan, root, data = gan_trainer.build(config)
-  state, _ = gan_trainer.run_chunk(gan, gan_trainer.init_state(gan, root), root, data, steps)
+  state, _ = loop.run_chunk(gan, gan_trainer.init_state(gan, root), root, data, steps)
   return gan, root, state
 
 

@@ -8,7 +8,8 @@ modes (before that, G has not learned anything to lose). Thresholds are config
 values; a detector set to 0 is off.
 
   mode_drop       captured modes fell by >= mode_drop below the reference's best
-  kl_rise         reverse KL rose by >= kl_rise above the reference's lowest
+  kl_rise         reverse KL (rows' `reverse_kl`, the KL of the generated mode histogram
+                  to the data's, for 2D mixtures and images alike) rose by >= kl_rise
   diversity_drop  diversity (mean pairwise distance of a fixed-z batch) fell below
                   diversity_drop x the reference's highest
   d_gap           d_real_logit - d_fake_logit > d_gap (D wins outright)
@@ -19,8 +20,6 @@ values; a detector set to 0 is off.
 import math
 
 import ml_collections
-
-DETECTORS = ("mode_drop", "kl_rise", "diversity_drop", "d_gap", "non_finite")
 
 
 def arms(config: ml_collections.ConfigDict, row: dict) -> bool:
@@ -85,7 +84,7 @@ def default_config() -> ml_collections.ConfigDict:
   """`config.collapse` for the GAN configs."""
   c = ml_collections.ConfigDict()
   c.enabled = True  # detectors run and cases are written
-  c.trace = True  # per-step device digests (jgen/trace.py): what replay verifies
+  c.trace = True  # per-step device digests (jgen/collapse/trace.py): what replay verifies
   c.arm_fraction = 0.5  # detectors arm once an evaluation captures this fraction of modes
   c.mode_drop = 2
   c.kl_rise = 0.5

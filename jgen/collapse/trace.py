@@ -14,6 +14,7 @@ step cost about 20% of the step here, so they are checked at every logged
 step by sha256 (`part_digests`) instead of every step.
 """
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -23,11 +24,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from jgen.core import digest
-
-# Parts checked every step, in the order of a trace row's columns.
-TRACED_PARTS = ("indices", "g_params", "d_params")
-# Parts checked by sha256 at every logged step.
-LOGGED_PARTS = ("step", "g_params", "d_params", "g_opt_state", "d_opt_state")
 
 _GOLDEN = np.uint32(0x9E3779B1)
 
@@ -54,31 +50,39 @@ def tree_digest_u32(tree) -> jax.Array:
   return total
 
 
-def trace_row(indices: jax.Array, g_params, d_params) -> jax.Array:
-  """uint32[len(TRACED_PARTS)]: one step's trace, after its update."""
-  return jnp.stack([array_digest(indices), tree_digest_u32(g_params), tree_digest_u32(d_params)])
+def trace_row(indices: jax.Array, *parts) -> jax.Array:
+  """uint32[1 + len(parts)]: one step's trace (its data indices, then each part of the
+  state it traces, after its update)."""
+  return jnp.stack([array_digest(indices), *(tree_digest_u32(part) for part in parts)])
 
 
 def part_digests(state) -> dict[str, str]:
-  """sha256 (hex) of each part of a train state, on the host."""
-  return {part: digest.tree_digest(getattr(state, part)) for part in LOGGED_PARTS}
+  """sha256 (hex) of each field of a train state (a dataclass), in field order, on the host."""
+  return {
+    field.name: digest.tree_digest(getattr(state, field.name))
+    for field in dataclasses.fields(state)
+  }
 
 
 def state_digest(parts: dict[str, str]) -> str:
-  """One digest of the whole state from its parts: equal iff every part is bit-identical."""
+  """One digest of the whole state from its parts: equal iff every part is bit-identical.
+
+  Every trainer's rows carry this `state_digest`; replay compares the parts themselves.
+  """
   return hashlib.sha256(
-    "".join(f"{part}={parts[part]};" for part in LOGGED_PARTS).encode()
+    "".join(f"{part}={value};" for part, value in parts.items()).encode()
   ).hexdigest()
 
 
 class TraceLog:
-  """WORKDIR/trace/: steps.u32 (rows of [step, *TRACED_PARTS] uint32) and parts.jsonl.
+  """WORKDIR/trace/: steps.u32 (rows of [step, indices, *traced_parts] uint32), parts.jsonl.
 
   Append-only while training; on resume, rows past the restored step are dropped
   (the resumed run recomputes them bit for bit), as metrics.jsonl does.
   """
 
-  def __init__(self, workdir: str, resume_step: int, enabled: bool = True):
+  def __init__(self, workdir: str, traced_parts, resume_step: int, enabled: bool = True):
+    self.columns = 2 + len(traced_parts)  # the step, its indices, then each traced part
     self._dir = os.path.join(workdir, "trace")
     self._steps_path = os.path.join(self._dir, "steps.u32")
     self._parts_path = os.path.join(self._dir, "parts.jsonl")
@@ -107,10 +111,10 @@ class TraceLog:
         f.write(json.dumps({"step": step, "parts": parts}) + "\n")
 
   def steps(self, after: int, through: int) -> np.ndarray:
-    """uint32 rows [step, *TRACED_PARTS] with after < step <= through."""
+    """uint32 rows [step, indices, *traced_parts] with after < step <= through."""
     if not os.path.exists(self._steps_path):
-      return np.zeros((0, 1 + len(TRACED_PARTS)), np.uint32)
-    table = np.fromfile(self._steps_path, np.uint32).reshape(-1, 1 + len(TRACED_PARTS))
+      return np.zeros((0, self.columns), np.uint32)
+    table = np.fromfile(self._steps_path, np.uint32).reshape(-1, self.columns)
     return table[(table[:, 0].astype(np.int64) > after) & (table[:, 0] <= through)]
 
   def parts(self, after: int, through: int) -> list[dict]:

@@ -90,12 +90,12 @@ def evaluate(samples_Nx2: np.ndarray, mixture: mixtures.Mixture) -> dict:
 def evaluate_images(samples: np.ndarray, inception_weights: str = "") -> dict:
   """The stacked-digit row: modes, kl, mode_counts and the classifier-feature metrics, and
   with `inception_weights` the standard Inception FID against the same real images."""
-  from jgen.data import stacked
-  from jgen.evals import digit_classifier, image_eval, images
+  from jgen.data import reference, stacked
+  from jgen.evals import digit_classifier, images
 
   data = stacked.stacked_digits()
   eval_config = ml_collections.ConfigDict(IMAGE_EVAL)
-  real = image_eval.reference_images(data, stacked.PROTOCOL_NUM_SAMPLES)
+  real = reference.reference_images(data, stacked.PROTOCOL_NUM_SAMPLES)
   classifier = digit_classifier.load_digit_classifier()
   row = images.evaluate(samples, real, data.mode_distribution(), classifier, eval_config)
   counts = row.pop("mode_counts")

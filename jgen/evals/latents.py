@@ -1,11 +1,10 @@
-"""A trained DGN's final extras: interpolations between codes, and new samples from densities
-fitted to the learned codes (a Gaussian and a Gaussian mixture), with sample metrics.
-
-Writes WORKDIR/interpolation.png (rows: linear, then spherical, between pairs of codes) and
-WORKDIR/samples_gaussian.png, samples_gmm.png. Sample metrics (prefixed gaussian_ / gmm_):
+"""What a trained DGN's codes can do: interpolations between codes, new codes sampled from
+densities fitted to the learned ones (a Gaussian and a Gaussian mixture), and the metrics of
+the images they generate (jgen/trainers/dgn.py draws the pictures and prefixes the metrics
+gaussian_ / gmm_):
   nn_distance         mean L2 distance of a sample to its nearest training image
   frechet_random_conv Frechet distance between samples and training images in the per-channel
-                      means of the fixed random conv net's layers (jgen/reconstruction.py; 96
+                      means of the fixed random conv net's layers (jgen/losses/reconstruction.py; 96
                       numbers: its full 6,144 activations made the distance take minutes)
 and, when jgen's digit classifier exists (jgen/evals/digit_classifier.py), on single digits:
   modes               classes with at least one confidently classified sample (p >= 0.5)
@@ -14,16 +13,12 @@ and, when jgen's digit classifier exists (jgen/evals/digit_classifier.py), on si
   frechet_classifier  Frechet distance in the classifier's penultimate features
 """
 
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jgen.core import rng
 from jgen.evals import features as features_lib
 from jgen.losses import reconstruction
-from jgen.viz import imgrid
 
 
 def lerp(z0, z1, t):
@@ -61,11 +56,10 @@ def fit_and_sample(latents, kind: str, num_samples: int, components: int, seed: 
   return np.asarray(codes, np.float32)
 
 
-def _classifier():
-  try:
-    from jgen.evals import digit_classifier
-  except ImportError:
-    return None
+def digit_classifier_or_none():
+  """The digit classifier (trained once per machine, then read from its cache)."""
+  from jgen.evals import digit_classifier  # trains or loads on first use: only when asked
+
   return digit_classifier.load_digit_classifier()
 
 
@@ -94,44 +88,3 @@ def sample_metrics(samples, train_images, classifier=None) -> dict:
       ),
     )
   return row
-
-
-def final_extras(dgn, state, root, data, work_dir: str, config) -> dict:
-  from jgen.trainers import dgn as dgn_trainer
-
-  latents = np.asarray(state.latents)
-  n = len(latents)
-  # Fixed pairs from the EVAL stream: which codes are interpolated never depends on training.
-  pair_key = rng.stream_key(root, rng.Stream.EVAL)
-  picks = np.asarray(jax.random.choice(pair_key, n, (4, 2), replace=n < 8))
-  pairs = [(int(i), int(j)) for i, j in picks]
-  rows, titles = [], []
-  for kind in ("linear", "spherical"):
-    codes = interpolations(latents, pairs, 9, kind)
-    images = dgn_trainer.reconstruct(dgn, state.g_params, jnp.asarray(codes.reshape(-1, dgn.z_dim)))
-    images = np.asarray(images).reshape(len(pairs), 9, *dgn.image_shape)
-    for (i, j), row in zip(pairs, images, strict=True):
-      rows.append(list(row))
-      titles.append(f"{kind[:3]} {i}->{j}")
-  imgrid.save_grid(
-    os.path.join(work_dir, "interpolation.png"),
-    rows,
-    titles,
-    "G((1-t) z_i + t z_j) and slerp, t = 0 .. 1",
-  )
-  classifier = _classifier()
-  extras = {"classifier_metrics": classifier is not None}
-  for kind in ("gaussian", "gmm"):
-    codes = fit_and_sample(
-      latents, kind, config.eval.num_samples, config.eval.gmm_components, config.seed
-    )
-    codes = np.asarray(dgn.constrain(jnp.asarray(codes)))
-    samples = np.asarray(dgn_trainer.reconstruct(dgn, state.g_params, jnp.asarray(codes)))
-    imgrid.save_grid(
-      os.path.join(work_dir, f"samples_{kind}.png"),
-      [list(samples[r * 16 : (r + 1) * 16]) for r in range(min(4, len(samples) // 16 or 1))],
-      title=f"G(z), z ~ {kind} fitted to the {n} learned codes",
-    )
-    for key, value in sample_metrics(samples, data, classifier).items():
-      extras[f"{kind}_{key}"] = value
-  return extras

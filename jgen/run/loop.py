@@ -1,84 +1,281 @@
-"""What every trainer's host loop shares: when to log/evaluate/save, and progress."""
+"""The one host loop every trainer runs on.
+
+A trainer (jgen/trainers/*.py) supplies only what is its own, as attributes and methods of
+its spec object:
+
+  metric_names, finite_metrics   per-step metrics averaged into each logged row, and those
+                                 that stop the run when one is NaN or inf
+  population, state_sharding     members trained in one program; how the state is placed
+                                 (None: a plain single-device jit)
+  step_by_step, unroll           dispatch: one jitted step per dispatch (convolutions on
+                                 XLA:CPU), or a scanned chunk, rolled or unrolled
+  trace, traced_parts            per-step digests the step returns as metrics["trace"]
+  non_finite_hint                what to change when a loss goes non-finite
+  init_state(root), step(state, root, data)   the train state and the pure update
+  step_data(config, root, data, start, end)   what the steps read (device data or host batches)
+  evaluate(state, root, data) -> (samples, row); picture(path, samples, title, row)
+  describe(), progress_text(row), curves
+and optionally begin(work_dir), check_resume(work_dir, config), finalize(...).
+
+The loop does the rest, the same way for every trainer: refuse a changed config or resume
+from the newest checkpoint; dispatch chunks that end on every log, evaluation and
+checkpoint step; fetch metrics only at log steps; stop on a non-finite loss keeping the
+last good checkpoint; log rows with one `state_digest`; evaluate, picture, checkpoint and
+feed the collapse detectors; print progress with an ETA; return the final row.
+"""
 
 import dataclasses
-import time
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from jgen.collapse import recorder as recorder_lib
+from jgen.collapse import trace
+from jgen.core import parallel
+from jgen.run import checkpoints, workdir
+from jgen.run.schedule import Progress, Schedule, format_seconds
+from jgen.viz import plots
+
+__all__ = ["NonFiniteError", "Progress", "Schedule", "format_seconds", "run_chunk", "train"]
 
 
-@dataclasses.dataclass(frozen=True)
-class Schedule:
-  """Cuts [start, num_steps) into scanned chunks that end exactly on event steps."""
+class NonFiniteError(RuntimeError):
+  pass
 
-  num_steps: int
-  steps_per_dispatch: int
-  log_every: int
-  eval_every: int
-  checkpoint_every: int
 
-  @classmethod
-  def from_config(cls, train_config) -> "Schedule":
-    """The schedule of `config.train` (every trainer's config has these keys)."""
-    return cls(
-      num_steps=train_config.num_steps,
-      steps_per_dispatch=train_config.steps_per_dispatch,
-      log_every=train_config.log_every,
-      eval_every=train_config.eval_every,
-      checkpoint_every=train_config.checkpoint_every,
+def _per_member(trainer, fn):
+  return fn if trainer.population == 1 else jax.vmap(fn, axis_name="member")
+
+
+def _jitted(trainer, key, build):
+  # Compiled programs are kept on the trainer object, so they live exactly as long as the
+  # run that built it (a study of many cells does not accumulate them).
+  cache = vars(trainer).setdefault("_compiled", {})
+  if key not in cache:
+    cache[key] = build()
+  return cache[key]
+
+
+def _jit(trainer, fn):
+  sharding = trainer.state_sharding
+  if sharding is None:
+    return jax.jit(fn, donate_argnums=0)
+  replicated = parallel.replicated(sharding.mesh)
+  return jax.jit(
+    fn,
+    in_shardings=(sharding, sharding, sharding),
+    out_shardings=(sharding, replicated),
+    donate_argnums=0,
+  )
+
+
+def _chunk_fn(trainer, length: int):
+  def chunk(state, root, data):
+    return jax.lax.scan(
+      lambda state, _: trainer.step(state, root, data),
+      state,
+      length=length,
+      unroll=trainer.unroll,
     )
 
-  def __post_init__(self):
-    for name in ("num_steps", "steps_per_dispatch", "log_every", "eval_every", "checkpoint_every"):
-      if getattr(self, name) < 1:
-        raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
-
-  def _every(self):
-    return (self.log_every, self.eval_every, self.checkpoint_every)
-
-  def chunk_length(self, step: int) -> int:
-    """Steps to run from `step` before the next event (or the dispatch limit)."""
-    next_event = min(step - step % every + every for every in self._every())
-    return min(self.steps_per_dispatch, next_event - step, self.num_steps - step)
-
-  def is_last(self, step: int) -> bool:
-    return step == self.num_steps
-
-  def should_log(self, step: int) -> bool:
-    # Checkpoint steps are logged too: a checkpoint is saved only after its
-    # window's losses were checked finite.
-    return step % self.log_every == 0 or self.should_eval(step) or self.should_checkpoint(step)
-
-  def should_eval(self, step: int) -> bool:
-    return step % self.eval_every == 0 or self.is_last(step)
-
-  def should_checkpoint(self, step: int) -> bool:
-    return step % self.checkpoint_every == 0 or self.is_last(step)
+  return _jit(trainer, chunk)
 
 
-class Progress:
-  """steps/s over the last window and an ETA from the whole session's rate."""
+def run_chunk(trainer, state, root, data, length: int):
+  """`length` steps from `state`; metrics come back stacked, one entry per step.
 
-  def __init__(self, start_step: int, num_steps: int):
-    self._num_steps = num_steps
-    self._session_start = (start_step, time.perf_counter())
-    self._window_start = self._session_start
-
-  def tick(self, step: int) -> tuple[float, str]:
-    """Returns (steps/s since the last tick, ETA text) and starts a new window."""
-    now = time.perf_counter()
-    window_steps, window_time = step - self._window_start[0], now - self._window_start[1]
-    self._window_start = (step, now)
-    session_steps, session_time = step - self._session_start[0], now - self._session_start[1]
-    rate = session_steps / session_time if session_time > 0 else 0.0
-    eta = (self._num_steps - step) / rate if rate > 0 else float("inf")
-    return (window_steps / window_time if window_time > 0 else 0.0), format_seconds(eta)
-
-  def restart_window(self, step: int) -> None:
-    """Leaves evaluation and checkpoint time out of the next steps/s reading."""
-    self._window_start = (step, time.perf_counter())
+  `data` is the training set on the device, or for data read on the host the run's
+  HostBatches, from which each step takes its batch.
+  """
+  if not trainer.step_by_step:
+    fn = _jitted(trainer, ("chunk", length), lambda: _chunk_fn(trainer, length))
+    return fn(state, root, data)
+  step = _jitted(trainer, "step", lambda: _jit(trainer, trainer.step))
+  outputs = []
+  for _ in range(length):
+    batch = data.next_batch() if hasattr(data, "next_batch") else data
+    state, metrics = step(state, root, batch)
+    outputs.append(metrics)
+  return state, jax.tree.map(lambda *steps: jnp.stack(steps), *outputs)
 
 
-def format_seconds(seconds: float) -> str:
-  if seconds == float("inf"):
-    return "?"
-  minutes, secs = divmod(round(seconds), 60)
-  hours, minutes = divmod(minutes, 60)
-  return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+def first_non_finite(stacked: dict, names, first_step: int) -> tuple[int, dict] | None:
+  """(step, metrics at that step) of the first non-finite metric among `names`, or None.
+
+  Metrics are [steps] for a run, [steps, P] for a population (any member counts).
+  """
+  steps = len(stacked[names[0]])
+  finite = np.all(
+    [np.isfinite(stacked[name]).reshape(steps, -1).all(axis=1) for name in names], axis=0
+  )
+  if finite.all():
+    return None
+  index = int(np.argmin(finite))
+  return first_step + index + 1, {k: np.asarray(stacked[k][index]).tolist() for k in names}
+
+
+@dataclasses.dataclass
+class _Session:
+  """The pieces of one training session that the loop drives."""
+
+  trainer: object
+  schedule: Schedule
+  root: jax.Array
+  data: object
+  work_dir: str
+  ckpts: checkpoints.Checkpoints
+  log: workdir.MetricsLog
+  trace_log: trace.TraceLog
+  recorder: recorder_lib.CaseRecorder
+
+
+def train(trainer, config, work_dir: str, root: jax.Array, data) -> dict:
+  """Trains `trainer` in `work_dir` (resuming from its newest checkpoint); the final row."""
+  schedule = Schedule.from_config(config.train)
+  workdir.check_resumable(work_dir, config)
+  if hasattr(trainer, "check_resume"):
+    trainer.check_resume(work_dir, config)
+  os.makedirs(os.path.join(work_dir, trainer.picture_dir), exist_ok=True)
+  if hasattr(trainer, "begin"):
+    trainer.begin(work_dir)
+  state = trainer.init_state(root)
+  ckpts = checkpoints.Checkpoints(work_dir, keep=config.train.keep_checkpoints)
+  try:
+    start = ckpts.latest_step() or 0
+    if start:
+      state = ckpts.restore(start, like=state)
+      logging.info("Resumed from the checkpoint at step %d.", start)
+    is_chief = jax.process_index() == 0
+    if is_chief:
+      workdir.write_config(work_dir, config)
+    log = workdir.MetricsLog(work_dir, resume_step=start, enabled=is_chief)
+    trace_log = trace.TraceLog(
+      work_dir, trainer.traced_parts, resume_step=start, enabled=is_chief and trainer.trace
+    )
+    rows = workdir.read_rows(log.path) if is_chief and os.path.exists(log.path) else []
+    recorder = recorder_lib.CaseRecorder(
+      work_dir,
+      config,
+      ckpts,
+      trace_log,
+      trainer.traced_parts,
+      schedule.eval_every,
+      rows,
+      is_chief and trainer.trace,
+    )
+    if start == 0:  # a case that fires before the first periodic checkpoint starts here
+      ckpts.save(0, state)
+      trace_log.append_parts(0, trace.part_digests(state))
+    data = trainer.step_data(config, root, data, start, schedule.num_steps)
+    session = _Session(trainer, schedule, root, data, work_dir, ckpts, log, trace_log, recorder)
+    try:
+      state, final_row = _loop(session, state, start)
+    finally:
+      log.close()
+  finally:
+    ckpts.close()
+  if hasattr(trainer, "finalize"):
+    final_row = trainer.finalize(state, root, data, work_dir, config, final_row)
+  if jax.process_index() == 0:
+    plots.metric_curves(
+      os.path.join(work_dir, "metrics.png"), workdir.read_rows(log.path), trainer.curves
+    )
+  return final_row
+
+
+def _loop(session: _Session, state, start: int):
+  trainer, schedule = session.trainer, session.schedule
+  logging.info("%s: %d steps from %d.", trainer.describe(), schedule.num_steps, start)
+  progress = Progress(start, schedule.num_steps)
+  step, pending, last_eval = start, [], None
+  while step < schedule.num_steps and not session.recorder.stop_requested:
+    length = schedule.chunk_length(step)
+    state, chunk_outputs = run_chunk(trainer, state, session.root, session.data, length)
+    pending.append((step, chunk_outputs))  # fetched only at log steps
+    step += length
+    if not schedule.should_log(step):
+      continue
+    window = _fetch_window(session, pending)
+    pending = []
+    steps_per_sec, eta = progress.tick(step)
+    parts = trace.part_digests(state)
+    session.trace_log.append_parts(step, parts)
+    row = {"step": step, **window, "steps_per_sec": steps_per_sec}
+    row["state_digest"] = trace.state_digest(parts)
+    if trainer.population > 1:
+      row["member_digests"] = _member_digests(state)
+    if schedule.should_eval(step):
+      last_eval = row
+      row.update(_evaluate_and_picture(session, state, step))
+    session.log.write(row)
+    session.recorder.on_evaluation(row, schedule.num_steps)
+    if schedule.should_checkpoint(step):
+      session.ckpts.save(step, state)
+    logging.info("%s", _progress_line(trainer, row, schedule.num_steps, eta))
+    progress.restart_window(step)
+  if session.recorder.stop_requested:
+    logging.warning("Stopped at step %d: collapse.on_trigger=stop.", step)
+  if last_eval is None:  # already complete: report the final state without training
+    _, eval_row = trainer.evaluate(state, session.root, session.data)
+    digest = trace.state_digest(trace.part_digests(state))
+    last_eval = {"step": step, **eval_row, "state_digest": digest}
+  return state, last_eval
+
+
+def _evaluate_and_picture(session: _Session, state, step: int) -> dict:
+  trainer = session.trainer
+  samples, eval_row = trainer.evaluate(state, session.root, session.data)
+  if jax.process_index() == 0:
+    title, shown, shown_row = f"step {step}", samples, eval_row
+    if trainer.population > 1:  # the picture shows member 0; the row has every member
+      title += f", member 0 of {trainer.population}"
+      shown, shown_row = samples[0], {k: v[0] for k, v in eval_row.items()}
+    path = os.path.join(session.work_dir, trainer.picture_dir, f"step_{step:08d}.png")
+    trainer.picture(path, shown, title, shown_row)
+  return eval_row
+
+
+@jax.jit
+def _member_digests_u32(state) -> jax.Array:
+  return jax.vmap(trace.tree_digest_u32)(state)
+
+
+def _member_digests(state) -> list[str]:
+  """A 32-bit device digest per member (sha256 of P states would cost seconds per row)."""
+  return [f"{int(d):08x}" for d in jax.device_get(_member_digests_u32(state))]
+
+
+def _fetch_window(session: _Session, pending) -> dict:
+  """Means of the metrics since the last row, and the window's trace rows to disk.
+
+  Stops the run on a non-finite metric, after recording the steps that led to it.
+  """
+  trainer = session.trainer
+  fetched = jax.device_get([outputs for _, outputs in pending])
+  for (first_step, _), outputs in zip(pending, fetched, strict=True):
+    bad = first_non_finite(outputs, trainer.finite_metrics, first_step)
+    if "trace" in outputs:
+      last = len(outputs["trace"]) if bad is None else bad[0] - first_step
+      session.trace_log.append_steps(first_step, outputs["trace"][:last])
+    if bad is not None:
+      bad_step, values = bad
+      case_dir = session.recorder.on_non_finite(bad_step, values)
+      recorded = f" The steps leading to it are recorded in {case_dir}." if case_dir else ""
+      raise NonFiniteError(
+        f"non-finite loss at step {bad_step} ({values}); training stopped. The last good "
+        f"checkpoint is step {session.ckpts.latest_step()}: {trainer.non_finite_hint}, in a "
+        f"new --workdir, or resume from it.{recorded}"
+      )
+  window = {k: np.concatenate([o[k] for o in fetched]).mean(axis=0) for k in trainer.metric_names}
+  return {k: v.tolist() if v.ndim else float(v) for k, v in window.items()}
+
+
+def _progress_line(trainer, row: dict, num_steps: int, eta: str) -> str:
+  members = f" x {trainer.population} members" if trainer.population > 1 else ""
+  return (
+    f"step {row['step']}/{num_steps} ({100 * row['step'] / num_steps:.0f}%) "
+    f"{row['steps_per_sec']:.0f} steps/s{members}, ETA {eta} | {trainer.progress_text(row)}"
+  )

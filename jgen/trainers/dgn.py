@@ -1,10 +1,11 @@
 """DGN/GLO trainer: a latent table z [N, z_dim] and a conv generator G, fit jointly so that
 G(z_i) reproduces every training image x_i (maximum likelihood or a perceptual loss).
 
-One jitted `train_step(state, root, data)` gathers the step's code indices from the core
+One pure `train_step(dgn, state, root, data)` gathers the step's code indices from the core
 sampler, takes the gradient of the loss in G's parameters and in the gathered codes, scatters
-the codes' gradient into the table, and updates both; `train_chunk` scans it. As in gan.py
-every random draw is `fold_in(root, stream, step)`, so a checkpoint needs no key.
+the codes' gradient into the table, and updates both; the shared run loop (jgen/run/loop.py)
+dispatches it. As in gan.py every random draw is `fold_in(root, stream, step)`, so a
+checkpoint needs no key.
 Evaluation reconstructs all N images: per-image PSNR and the fraction reconstructed exactly.
 The final evaluation adds interpolations and samples from densities fitted to the codes.
 """
@@ -22,24 +23,18 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from absl import logging
 
 from jgen.core import optimizers, rng
-from jgen.core.digest import tree_digest
-from jgen.data import samplers
+from jgen.data import digits, samplers
+from jgen.evals import latents as latents_eval
 from jgen.losses import reconstruction
 from jgen.models.dgn import ConvGenerator
-from jgen.run import checkpoints, loop, workdir
-from jgen.viz import imgrid, plots
+from jgen.run import loop, workdir
+from jgen.viz import imgrid
 
 METRIC_NAMES = ("loss", "batch_psnr")
-DATASETS = ("digits",)
 PROJECTIONS = ("none", "sphere")
 HELD_OUT_START = 1500  # digits 1500..1796 are never trained on: inverse problems use them
-
-
-class NonFiniteError(RuntimeError):
-  pass
 
 
 @flax.struct.dataclass
@@ -51,32 +46,17 @@ class TrainState:
   z_opt_state: Any
 
 
-def load_images(name: str) -> np.ndarray:
-  """float32[M, H, W, C] in [0, 1]: every image of the dataset, in its stored order."""
-  registry_choice = {"digits": None}
-  if name not in registry_choice:
-    from jgen.core import registry
-
-    registry.choose("data.name", name, registry_choice)
-  try:
-    from jgen.data import digits  # the images issue's loader
-  except ImportError:  # pragma: no cover - only before that module existed
-    from sklearn import datasets
-
-    return (datasets.load_digits().images.astype(np.float32) / 16.0)[..., None]
-  return np.asarray(digits.load_digits()[0])
-
-
 def training_images(config: ml_collections.ConfigDict) -> np.ndarray:
-  """The first `data.num_train` digits (a fixed, documented subset: no key involved)."""
-  images = load_images(config.data.name)
+  """The first `data.num_train` of scikit-learn's digits (a fixed, documented subset)."""
+  if config.data.name != "digits":
+    raise ValueError(f"unknown data.name {config.data.name!r}; valid choices: digits")
   n = config.data.num_train
   if not 1 <= n <= HELD_OUT_START:
     raise ValueError(
       f"data.num_train must be in [1, {HELD_OUT_START}] (digits from {HELD_OUT_START} on are "
       f"held out for inverse problems), got {n}"
     )
-  return images[:n]
+  return np.asarray(digits.load_digits()[0][:n])
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: a static jit argument
@@ -93,6 +73,24 @@ class Dgn:
   project: str
   image_shape: tuple
   exact_psnr: float
+
+  # What the run loop reads (jgen/run/loop.py).
+  metric_names = METRIC_NAMES
+  # batch_psnr is +inf for an exact batch: only the loss says the run went wrong.
+  finite_metrics = ("loss",)
+  population = 1
+  state_sharding = None
+  # Unrolled: XLA:CPU runs a convolution inside a while loop (a rolled scan) about 60 times
+  # slower (measured 290 vs 4 ms per step here), so conv trainers unroll small chunks.
+  step_by_step = False
+  unroll = True
+  trace = False
+  traced_parts = ()
+  picture_dir = "samples"
+  curves = ("recon_psnr_mean", "exact_fraction", "loss", "sharpness_ratio")
+  non_finite_hint = (
+    "lower the learning rates (optimizer.learning_rate, latent.optimizer.learning_rate)"
+  )
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict, image_shape: tuple) -> "Dgn":
@@ -142,6 +140,67 @@ class Dgn:
     if self.project == "sphere":
       return z_NxZ / jnp.maximum(jnp.linalg.norm(z_NxZ, axis=-1, keepdims=True), 1e-12)
     return z_NxZ
+
+  def describe(self) -> str:
+    return (
+      f"Training a DGN on {self.num_train} images: z_dim {self.z_dim}, G width "
+      f"{self.generator.width}, loss {self.loss.name}, batch {self.batch_size}"
+    )
+
+  def check_resume(self, work_dir: str, config) -> None:
+    """A cosine decay spans train.num_steps, so changing it on resume changes the run."""
+    path = os.path.join(work_dir, "config.json")
+    if config.train.lr_decay == "none" or not os.path.exists(path):
+      return
+    with open(path) as f:
+      old_steps = json.load(f)["train"]["num_steps"]
+    if old_steps != config.train.num_steps:
+      raise workdir.WorkdirMismatchError(
+        f"{work_dir} was trained with train.lr_decay={config.train.lr_decay} over "
+        f"train.num_steps={old_steps}; resuming with {config.train.num_steps} would change "
+        "the learning-rate schedule. Use a new --workdir, or train.lr_decay=none."
+      )
+
+  def init_state(self, root: jax.Array) -> "TrainState":
+    return init_state(self, root)
+
+  def step(self, state: "TrainState", root: jax.Array, data):
+    return train_step(self, state, root, data)
+
+  def step_data(self, config, root, data, start: int, end: int):
+    return data
+
+  def evaluate(self, state: "TrainState", root: jax.Array, data):
+    recon, row = evaluate(self, state, data)
+    return (np.asarray(data), recon), row
+
+  def picture(self, path: str, samples, title: str, row: dict | None) -> None:
+    data, recon = samples
+    count = min(16, len(data))
+    imgrid.save_grid(
+      path,
+      [list(data[:count]), list(recon[:count])],
+      row_titles=["x_i", "G(z_i)"],
+      title=(
+        f"{title}: PSNR mean {row['recon_psnr_mean']:.1f} dB, "
+        f"exact {100 * row['exact_fraction']:.0f}%"
+      ),
+    )
+
+  def progress_text(self, row: dict) -> str:
+    text = f"loss {row['loss']:.3g} batch_psnr {row['batch_psnr']:.1f}"
+    if "recon_psnr_mean" in row:
+      text += (
+        f" | recon_psnr_mean {row['recon_psnr_mean']:.1f} min {row['recon_psnr_min']:.1f} "
+        f"exact_fraction {row['exact_fraction']:.3f}"
+      )
+    return text
+
+  def finalize(self, state, root, data, work_dir: str, config, final_row: dict) -> dict:
+    """Interpolations and samples from densities fitted to the codes (eval.final_extras)."""
+    if not config.eval.final_extras:
+      return final_row
+    return {**final_row, **final_extras(self, state, root, data, work_dir, config)}
 
 
 DECAYS = ("none", "cosine")
@@ -220,26 +279,6 @@ def train_step(dgn: Dgn, state: TrainState, root: jax.Array, data: jax.Array):
   return new_state, {"loss": loss, "batch_psnr": batch_psnr}
 
 
-def train_chunk(dgn: Dgn, state: TrainState, root, data, length: int):
-  """`length` steps in one dispatch, fully unrolled: XLA on CPU runs a convolution inside a
-  while loop (a rolled scan) about 60 times slower (measured 290 vs 4 ms per step here), so
-  conv trainers keep `train.steps_per_dispatch` small and unroll it."""
-
-  def body(state, _):
-    return train_step(dgn, state, root, data)
-
-  return jax.lax.scan(body, state, length=length, unroll=True)
-
-
-@functools.cache
-def _jitted_chunk(dgn: Dgn, length: int):
-  return jax.jit(functools.partial(train_chunk, dgn, length=length), donate_argnums=0)
-
-
-def run_chunk(dgn: Dgn, state: TrainState, root, data, length: int):
-  return _jitted_chunk(dgn, length)(state, root, data)
-
-
 @functools.partial(jax.jit, static_argnums=0)
 def reconstruct(dgn: Dgn, g_params, latents) -> jax.Array:
   """G(z_i) for every code, clipped to the image range [0, 1]."""
@@ -264,136 +303,47 @@ def evaluate(dgn: Dgn, state: TrainState, data) -> tuple[np.ndarray, dict]:
   return np.asarray(recon), row
 
 
-def state_digest(state: TrainState) -> str:
-  return tree_digest(state)
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, work_dir: str) -> dict:
   """Trains (resuming from WORKDIR/checkpoints if present); returns the final eval row."""
   dgn, root, data = build(config)  # every config error surfaces before anything is written
-  schedule = loop.Schedule.from_config(config.train)
-  workdir.check_resumable(work_dir, config)
-  _check_schedule_unchanged(work_dir, config)
-  os.makedirs(os.path.join(work_dir, "samples"), exist_ok=True)
-  state = init_state(dgn, root)
-  ckpts = checkpoints.Checkpoints(work_dir, keep=config.train.keep_checkpoints)
-  try:
-    start = ckpts.latest_step() or 0
-    if start:
-      state = ckpts.restore(start, like=state)
-      logging.info("Resumed from the checkpoint at step %d.", start)
-    workdir.write_config(work_dir, config)
-    log = workdir.MetricsLog(work_dir, resume_step=start)
-    try:
-      state, last_eval = _train_loop(dgn, schedule, state, root, data, start, work_dir, log, ckpts)
-    finally:
-      log.close()
-  finally:
-    ckpts.close()
-  if config.eval.final_extras:
-    from jgen import dgn_eval  # interpolation and sampling: only at the end
-
-    last_eval.update(dgn_eval.final_extras(dgn, state, root, data, work_dir, config))
-  plots.metric_curves(
-    os.path.join(work_dir, "metrics.png"),
-    workdir.read_rows(log.path),
-    ["recon_psnr_mean", "exact_fraction", "loss", "sharpness_ratio"],
-  )
-  return last_eval
+  return loop.train(dgn, config, work_dir, root, data)
 
 
-def _check_schedule_unchanged(work_dir: str, config) -> None:
-  """A cosine decay spans train.num_steps, so changing it on resume changes the run."""
-  path = os.path.join(work_dir, "config.json")
-  if config.train.lr_decay == "none" or not os.path.exists(path):
-    return
-  with open(path) as f:
-    old_steps = json.load(f)["train"]["num_steps"]
-  if old_steps != config.train.num_steps:
-    raise workdir.WorkdirMismatchError(
-      f"{work_dir} was trained with train.lr_decay={config.train.lr_decay} over "
-      f"train.num_steps={old_steps}; resuming with {config.train.num_steps} would change the "
-      "learning-rate schedule. Use a new --workdir, or train.lr_decay=none."
-    )
-
-
-def _train_loop(dgn, schedule, state, root, data, start, work_dir, log, ckpts):
-  logging.info(
-    "Training a DGN on %d images: z_dim %d, G width %d, loss %s, batch %d, %d steps from %d.",
-    dgn.num_train,
-    dgn.z_dim,
-    dgn.generator.width,
-    dgn.loss.name,
-    dgn.batch_size,
-    schedule.num_steps,
-    start,
-  )
-  progress = loop.Progress(start, schedule.num_steps)
-  step, pending, last_eval = start, [], None
-  while step < schedule.num_steps:
-    length = schedule.chunk_length(step)
-    state, outputs = run_chunk(dgn, state, root, data, length)
-    pending.append((step, outputs))
-    step += length
-    if not schedule.should_log(step):
-      continue
-    window = _fetch_window(pending, ckpts)
-    pending = []
-    steps_per_sec, eta = progress.tick(step)
-    row = {"step": step, **window, "steps_per_sec": steps_per_sec}
-    row["state_digest"] = state_digest(state)
-    if schedule.should_eval(step):
-      recon, eval_row = evaluate(dgn, state, data)
-      row.update(eval_row)
-      last_eval = row
-      _save_recon_grid(os.path.join(work_dir, "samples", f"step_{step:08d}.png"), data, recon, row)
-    log.write(row)
-    if schedule.should_checkpoint(step):
-      ckpts.save(step, state)
-    logging.info("%s", _progress_line(row, schedule.num_steps, eta))
-    progress.restart_window(step)
-  if last_eval is None:  # already complete: report the final state without training
-    _, eval_row = evaluate(dgn, state, data)
-    last_eval = {"step": step, **eval_row, "state_digest": state_digest(state)}
-  return state, last_eval
-
-
-def _fetch_window(pending, ckpts) -> dict:
-  fetched = jax.device_get([outputs for _, outputs in pending])
-  for (first_step, _), outputs in zip(pending, fetched, strict=True):
-    finite = np.isfinite(outputs["loss"])
-    if not finite.all():
-      bad = first_step + int(np.argmin(finite)) + 1
-      raise NonFiniteError(
-        f"non-finite loss at step {bad}; training stopped. The last good checkpoint is step "
-        f"{ckpts.latest_step()}: lower the learning rates (optimizer.learning_rate, "
-        "latent.optimizer.learning_rate) in a new --workdir, or resume from it."
-      )
-  return {k: float(np.concatenate([o[k] for o in fetched]).mean()) for k in METRIC_NAMES}
-
-
-def _save_recon_grid(path, data, recon, row, count: int = 16) -> None:
-  count = min(count, len(data))
+def final_extras(dgn: Dgn, state: TrainState, root, data, work_dir: str, config) -> dict:
+  """interpolation.png, samples_{gaussian,gmm}.png and the sample metrics of both densities."""
+  latents = np.asarray(state.latents)
+  n = len(latents)
+  # Fixed pairs from the EVAL stream: which codes are interpolated never depends on training.
+  pair_key = rng.stream_key(root, rng.Stream.EVAL)
+  picks = np.asarray(jax.random.choice(pair_key, n, (4, 2), replace=n < 8))
+  pairs = [(int(i), int(j)) for i, j in picks]
+  rows, titles = [], []
+  for kind in ("linear", "spherical"):
+    codes = latents_eval.interpolations(latents, pairs, 9, kind)
+    images = reconstruct(dgn, state.g_params, jnp.asarray(codes.reshape(-1, dgn.z_dim)))
+    images = np.asarray(images).reshape(len(pairs), 9, *dgn.image_shape)
+    for (i, j), row in zip(pairs, images, strict=True):
+      rows.append(list(row))
+      titles.append(f"{kind[:3]} {i}->{j}")
   imgrid.save_grid(
-    path,
-    [list(np.asarray(data[:count])), list(recon[:count])],
-    row_titles=["x_i", "G(z_i)"],
-    title=(
-      f"step {row['step']}: PSNR mean {row['recon_psnr_mean']:.1f} dB, "
-      f"exact {100 * row['exact_fraction']:.0f}%"
-    ),
+    os.path.join(work_dir, "interpolation.png"),
+    rows,
+    titles,
+    "G((1-t) z_i + t z_j) and slerp, t = 0 .. 1",
   )
-
-
-def _progress_line(row: dict, num_steps: int, eta: str) -> str:
-  text = (
-    f"step {row['step']}/{num_steps} ({100 * row['step'] / num_steps:.0f}%) "
-    f"{row['steps_per_sec']:.0f} steps/s, ETA {eta} | loss {row['loss']:.3g} "
-    f"batch_psnr {row['batch_psnr']:.1f}"
-  )
-  if "recon_psnr_mean" in row:
-    text += (
-      f" | recon_psnr_mean {row['recon_psnr_mean']:.1f} min {row['recon_psnr_min']:.1f} "
-      f"exact_fraction {row['exact_fraction']:.3f}"
+  classifier = latents_eval.digit_classifier_or_none()
+  extras = {"classifier_metrics": classifier is not None}
+  for kind in ("gaussian", "gmm"):
+    codes = latents_eval.fit_and_sample(
+      latents, kind, config.eval.num_samples, config.eval.gmm_components, config.seed
     )
-  return text
+    codes = np.asarray(dgn.constrain(jnp.asarray(codes)))
+    samples = np.asarray(reconstruct(dgn, state.g_params, jnp.asarray(codes)))
+    imgrid.save_grid(
+      os.path.join(work_dir, f"samples_{kind}.png"),
+      [list(samples[r * 16 : (r + 1) * 16]) for r in range(min(4, len(samples) // 16 or 1))],
+      title=f"G(z), z ~ {kind} fitted to the {n} learned codes",
+    )
+    for key, value in latents_eval.sample_metrics(samples, data, classifier).items():
+      extras[f"{kind}_{key}"] = value
+  return extras

@@ -22,21 +22,15 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from absl import logging
 
 from jgen.core import optimizers, registry, rng
-from jgen.core.digest import tree_digest
+from jgen.data import digits
 from jgen.losses import inverse, reconstruction
 from jgen.models.dip import SkipNet
-from jgen.run import checkpoints, loop
-from jgen.run import workdir as workdir_lib
-from jgen.viz import imgrid, plots
+from jgen.run import loop, workdir
+from jgen.viz import imgrid
 
 PHOTOS = ("china", "flower")  # sklearn.datasets.load_sample_image ships these two
-
-
-class NonFiniteError(RuntimeError):
-  pass
 
 
 @flax.struct.dataclass
@@ -55,9 +49,7 @@ def load_clean_image(config: ml_collections.ConfigDict) -> np.ndarray:
   name = config.data.image
   registry.choose("data.image", name, dict.fromkeys((*PHOTOS, "digit")))
   if name == "digit":
-    from jgen.trainers import dgn
-
-    images = dgn.load_images("digits")
+    images = digits.load_digits()[0]
     if not 0 <= config.data.index < len(images):
       raise ValueError(f"data.index must be in [0, {len(images)}), got {config.data.index}")
     return images[config.data.index]
@@ -83,6 +75,73 @@ class Dip:
   input_scale: float
   input_noise_std: float
   factor: int
+  clean: jax.Array  # x [1, H, W, C], what psnr measures against
+  observed: jax.Array  # y = A x + n, what the net is fit to
+
+  # What the run loop reads (jgen/run/loop.py).
+  metric_names = ("loss",)
+  finite_metrics = ("loss",)
+  population = 1
+  state_sharding = None
+  step_by_step = False
+  unroll = True  # XLA:CPU runs convs inside a rolled scan ~60x slower (trainers/dgn.py)
+  trace = False
+  traced_parts = ()
+  picture_dir = "images"
+  curves = ("psnr", "psnr_input", "loss")
+  non_finite_hint = "lower optimizer.learning_rate"
+
+  @property
+  def shape_HxW(self) -> tuple[int, int]:
+    return tuple(self.clean.shape[1:3])
+
+  @functools.cached_property
+  def psnr_input(self) -> float:
+    """PSNR of the degraded input as an image (the bar DIP must clear)."""
+    view = inverse.degraded_view(self.operator, self.observed, self.factor)
+    return float(reconstruction.psnr(view, self.clean)[0])
+
+  def describe(self) -> str:
+    h, w = self.shape_HxW
+    return f"Deep Image Prior, {self.task} on a {h}x{w} image, psnr_input {self.psnr_input:.2f} dB"
+
+  def begin(self, work_dir: str) -> None:
+    view = inverse.degraded_view(self.operator, self.observed, self.factor)
+    imgrid.save_image(os.path.join(work_dir, "clean.png"), self.clean[0])
+    imgrid.save_image(os.path.join(work_dir, "degraded.png"), view[0])
+
+  def init_state(self, root: jax.Array) -> "TrainState":
+    return init_state(self, root, self.shape_HxW)
+
+  def step(self, state: "TrainState", root: jax.Array, data):
+    z, observed = data
+    return train_step(self, state, root, z, observed)
+
+  def step_data(self, config, root, data, start: int, end: int):
+    return data
+
+  def evaluate(self, state: "TrainState", root: jax.Array, data):
+    image = output(self, state.params, data[0])
+    psnr = float(reconstruction.psnr(image, self.clean)[0])
+    return np.asarray(image[0]), {"psnr": psnr, "psnr_input": self.psnr_input}
+
+  def picture(self, path: str, samples, title: str, row: dict | None) -> None:
+    imgrid.save_image(path, samples)
+
+  def progress_text(self, row: dict) -> str:
+    text = f"loss {row['loss']:.3g}"
+    if "psnr" in row:
+      text += f" | psnr {row['psnr']:.2f} (input {row['psnr_input']:.2f})"
+    return text
+
+  def finalize(self, state, root, data, work_dir: str, config, final_row: dict) -> dict:
+    """The best evaluation of the run (DIP must be stopped early), and final.png."""
+    rows = [row for row in workdir.read_rows(os.path.join(work_dir, "metrics.jsonl"))]
+    rows = [row for row in rows if "psnr" in row] or [final_row]
+    best = max(rows, key=lambda row: row["psnr"])
+    image = output(self, state.params, data[0])[0]
+    imgrid.save_image(os.path.join(work_dir, "final.png"), image)
+    return {**final_row, "best_psnr": best["psnr"], "best_step": best["step"]}
 
 
 def build(config: ml_collections.ConfigDict):
@@ -116,6 +175,8 @@ def build(config: ml_collections.ConfigDict):
     input_scale=config.model.input_scale,
     input_noise_std=config.model.input_noise_std,
     factor=config.degrade.factor,
+    clean=clean,
+    observed=observed,
   )
   return dip, root, clean, observed
 
@@ -147,101 +208,14 @@ def train_step(dip: Dip, state: TrainState, root, z, observed):
   return new, {"loss": loss}
 
 
-@functools.cache
-def _jitted_chunk(dip: Dip, length: int):
-  def chunk(state, root, z, observed):
-    # Unrolled: XLA:CPU runs convs inside a rolled scan ~60x slower (jgen/trainers/dgn.py).
-    return jax.lax.scan(
-      lambda s, _: train_step(dip, s, root, z, observed), state, length=length, unroll=True
-    )
-
-  return jax.jit(chunk, donate_argnums=0)
-
-
 @functools.partial(jax.jit, static_argnums=0)
 def output(dip: Dip, params, z) -> jax.Array:
   return dip.net.apply(params, z)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, work_dir: str) -> dict:
-  dip, root, clean, observed = build(config)
-  schedule = loop.Schedule.from_config(config.train)
-  workdir_lib.check_resumable(work_dir, config)
-  os.makedirs(os.path.join(work_dir, "images"), exist_ok=True)
-  shape_HxW = clean.shape[1:3]
-  z = net_input(dip, root, shape_HxW)
-  state = init_state(dip, root, shape_HxW)
-  view = inverse.degraded_view(dip.operator, observed, dip.factor)
-  psnr_input = float(reconstruction.psnr(view, clean)[0])
-  imgrid.save_image(os.path.join(work_dir, "clean.png"), clean[0])
-  imgrid.save_image(os.path.join(work_dir, "degraded.png"), view[0])
-  ckpts = checkpoints.Checkpoints(work_dir, keep=config.train.keep_checkpoints)
-  try:
-    start = ckpts.latest_step() or 0
-    if start:
-      state = ckpts.restore(start, like=state)
-      logging.info("Resumed from the checkpoint at step %d.", start)
-    workdir_lib.write_config(work_dir, config)
-    log = workdir_lib.MetricsLog(work_dir, resume_step=start)
-    logging.info(
-      "Deep Image Prior, %s on a %dx%d image (%s): %d steps from %d; psnr_input %.2f dB.",
-      dip.task,
-      *shape_HxW,
-      config.data.image,
-      schedule.num_steps,
-      start,
-      psnr_input,
-    )
-    progress = loop.Progress(start, schedule.num_steps)
-    step, pending, last = start, [], None
-    try:
-      while step < schedule.num_steps:
-        length = schedule.chunk_length(step)
-        state, outputs = _jitted_chunk(dip, length)(state, root, z, observed)
-        pending.append(outputs["loss"])
-        step += length
-        if not schedule.should_log(step):
-          continue
-        losses = np.concatenate(jax.device_get(pending))
-        pending = []
-        if not np.isfinite(losses).all():
-          raise NonFiniteError(
-            f"non-finite loss before step {step}; lower optimizer.learning_rate in a new "
-            f"--workdir (the last good checkpoint is step {ckpts.latest_step()})"
-          )
-        steps_per_sec, eta = progress.tick(step)
-        row = {"step": step, "loss": float(losses.mean()), "steps_per_sec": steps_per_sec}
-        row["state_digest"] = tree_digest(state)
-        if schedule.should_eval(step):
-          image = output(dip, state.params, z)
-          row["psnr"] = float(reconstruction.psnr(image, clean)[0])
-          row["psnr_input"] = psnr_input
-          imgrid.save_image(os.path.join(work_dir, "images", f"step_{step:08d}.png"), image[0])
-          last = row
-        log.write(row)
-        if schedule.should_checkpoint(step):
-          ckpts.save(step, state)
-        text = f"step {step}/{schedule.num_steps} {steps_per_sec:.0f} steps/s, ETA {eta} | "
-        text += f"loss {row['loss']:.3g}"
-        if "psnr" in row:
-          text += f" | psnr {row['psnr']:.2f} (input {psnr_input:.2f})"
-        logging.info("%s", text)
-        progress.restart_window(step)
-    finally:
-      log.close()
-  finally:
-    ckpts.close()
-  if last is None:  # already complete
-    image = output(dip, state.params, z)
-    last = {
-      "step": step,
-      "psnr": float(reconstruction.psnr(image, clean)[0]),
-      "psnr_input": psnr_input,
-      "state_digest": tree_digest(state),
-    }
-  rows = [row for row in workdir_lib.read_rows(log.path) if "psnr" in row]
-  best = max(rows, key=lambda row: row["psnr"]) if rows else last
-  last = {**last, "best_psnr": best["psnr"], "best_step": best["step"]}
-  imgrid.save_image(os.path.join(work_dir, "final.png"), output(dip, state.params, z)[0])
-  plots.metric_curves(os.path.join(work_dir, "metrics.png"), rows, ["psnr", "psnr_input", "loss"])
-  return last
+  """Fits the net to the degraded image (resuming if WORKDIR has checkpoints); the final row
+  adds the best evaluation's `best_psnr` and `best_step`."""
+  dip, root, _, observed = build(config)
+  z = net_input(dip, root, dip.shape_HxW)
+  return loop.train(dip, config, work_dir, root, (z, observed))
