@@ -6,7 +6,6 @@ turns it into a locked ConfigDict of typed values, refusing unknown switches.
 """
 
 import ast
-import json
 
 import ml_collections
 
@@ -34,10 +33,6 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
       result[key] = type(default)(ast.literal_eval(value))
   result.lock()
   return result
-
-
-def to_json(config: ml_collections.ConfigDict) -> str:
-  return json.dumps(config.to_dict(), indent=2, sort_keys=True)
 
 
 def flags_parser(program: str):

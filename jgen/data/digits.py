@@ -9,7 +9,6 @@ import functools
 import numpy as np
 
 NUM_CLASSES = 10
-IMAGE_SHAPE = (8, 8, 1)
 
 
 @functools.cache

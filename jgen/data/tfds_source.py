@@ -13,7 +13,7 @@ Two ways into the step, both driven by jgen's exact index stream:
   device; the jitted step gathers its batch by index, as for stacked digits;
 - large ones stay on the host: a Grain DataLoader whose Sampler yields the sampler's index
   stream (position p = step * batch + slot) reads records with prefetching threads, and the
-  trainer feeds each step its batch (jgen/trainers/gan.py, `HostBatches`).
+  trainer feeds each step its batch (`HostBatches`).
 `stacked_mnist` is MNIST stacked as stacked digits are (jgen/data/stacked.py).
 """
 
@@ -160,11 +160,12 @@ class IndexStreamSampler:
     self._num_steps = num_steps
     self._window = window
     self._windows = functools.lru_cache(maxsize=4)(self._compute_window)
+    # Compiled once per sampler: every window has the same shape, so it is never retraced.
+    self._indices_of_steps = jax.jit(jax.vmap(sample_indices, in_axes=(None, 0)))
 
   def _compute_window(self, first_step: int) -> np.ndarray:
     steps = jnp.arange(first_step, first_step + self._window, dtype=jnp.int32)
-    fn = jax.jit(jax.vmap(lambda s: self._sample_indices(self._root, s)))
-    return np.asarray(fn(steps))
+    return np.asarray(self._indices_of_steps(self._root, steps))
 
   def index_at(self, step: int, slot: int) -> int:
     first = step - step % self._window

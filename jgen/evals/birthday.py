@@ -25,7 +25,7 @@ def collision_rate(x_NxF, batch_size: int, num_batches: int, threshold: float, s
   hits = 0
   for _ in range(num_batches):
     batch = x[rng.choice(len(x), batch_size, replace=False)]
-    d2 = features._chunked_squared_distances(batch, batch)
+    d2 = features.chunked_squared_distances(batch, batch)
     np.fill_diagonal(d2, np.inf)
     hits += bool(d2.min() < threshold**2)
   return hits / num_batches
@@ -44,6 +44,6 @@ def support_size(rate: float, batch_size: int, num_batches: int) -> float:
 
 
 def nearest_neighbour_distances(x_NxF) -> np.ndarray:
-  d2 = features._chunked_squared_distances(x_NxF, x_NxF)
+  d2 = features.chunked_squared_distances(x_NxF, x_NxF)
   np.fill_diagonal(d2, np.inf)
   return np.sqrt(d2.min(axis=1))

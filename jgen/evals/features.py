@@ -81,7 +81,7 @@ def _squared_distances(a_NxF, b_MxF):
   return jnp.maximum(d2, 0.0)
 
 
-def _chunked_squared_distances(a_NxF, b_MxF, chunk: int = 2048) -> np.ndarray:
+def chunked_squared_distances(a_NxF, b_MxF, chunk: int = 2048) -> np.ndarray:
   a, b = jnp.asarray(a_NxF, jnp.float32), jnp.asarray(b_MxF, jnp.float32)
   pieces = [np.asarray(_squared_distances(a[i : i + chunk], b)) for i in range(0, len(a), chunk)]
   return np.concatenate(pieces)
@@ -89,7 +89,7 @@ def _chunked_squared_distances(a_NxF, b_MxF, chunk: int = 2048) -> np.ndarray:
 
 def _kth_neighbour_radius(x_NxF, k: int) -> np.ndarray:
   """Squared distance from each point to its k-th nearest other point of the same set."""
-  d2 = _chunked_squared_distances(x_NxF, x_NxF)
+  d2 = chunked_squared_distances(x_NxF, x_NxF)
   # Column 0 of the sorted row is the point itself (distance 0), so index k is the k-th other.
   return np.partition(d2, k, axis=1)[:, k]
 
@@ -97,7 +97,7 @@ def _kth_neighbour_radius(x_NxF, k: int) -> np.ndarray:
 def precision_recall(real_NxF, fake_MxF, k: int = PR_K) -> tuple[float, float]:
   """Improved precision and recall (Kynkaanniemi et al. 2019) with k-NN balls."""
   radius_real, radius_fake = _kth_neighbour_radius(real_NxF, k), _kth_neighbour_radius(fake_MxF, k)
-  d2_fake_real = _chunked_squared_distances(fake_MxF, real_NxF)
+  d2_fake_real = chunked_squared_distances(fake_MxF, real_NxF)
   precision = np.mean(np.any(d2_fake_real <= radius_real[None, :], axis=1))
   recall = np.mean(np.any(d2_fake_real.T <= radius_fake[None, :], axis=1))
   return float(precision), float(recall)
@@ -106,7 +106,7 @@ def precision_recall(real_NxF, fake_MxF, k: int = PR_K) -> tuple[float, float]:
 def density_coverage(real_NxF, fake_MxF, k: int = DC_K) -> tuple[float, float]:
   """Density and coverage (Naeem et al. 2020) with the real samples' k-NN balls."""
   radius_real = _kth_neighbour_radius(real_NxF, k)
-  inside_MxN = _chunked_squared_distances(fake_MxF, real_NxF) <= radius_real[None, :]
+  inside_MxN = chunked_squared_distances(fake_MxF, real_NxF) <= radius_real[None, :]
   density = inside_MxN.sum() / (k * inside_MxN.shape[0])
   coverage = np.mean(inside_MxN.any(axis=0))
   return float(density), float(coverage)

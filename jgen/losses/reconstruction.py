@@ -21,7 +21,6 @@ from flax import linen as nn
 from jgen.core import registry
 
 LOSSES = ("mse", "l1", "gaussian_nll", "perceptual")
-FEATURES = ("random_conv", "classifier")
 
 
 def psnr(x, reference, max_value: float = 1.0, axis=(-3, -2, -1)) -> jax.Array:
@@ -77,7 +76,7 @@ def classifier_features(image_shape: tuple) -> Callable:
       f"the classifier's features are defined for 8x8x1 digits, not {image_shape}; use "
       "loss.features=random_conv"
     )
-  from jgen.evals import digit_classifier  # the images issue's classifier
+  from jgen.evals import digit_classifier  # loads scikit-learn and trains once: only on use
 
   return digit_classifier.load_digit_classifier().features
 

@@ -8,7 +8,7 @@ output is linear (the mean of the Gaussian / Laplace likelihood); evaluation cli
 from flax import linen as nn
 
 
-class ConvGenerator(nn.Module):
+class DgnGenerator(nn.Module):
   image_shape: tuple  # (H, W, C)
   width: int = 128
   num_upsamples: int = 2  # 8x8 images start from 2x2

@@ -28,7 +28,7 @@ from jgen.core import optimizers, rng
 from jgen.data import digits, samplers
 from jgen.evals import latents as latents_eval
 from jgen.losses import reconstruction
-from jgen.models.dgn import ConvGenerator
+from jgen.models.dgn import DgnGenerator
 from jgen.run import loop, workdir
 from jgen.viz import imgrid
 
@@ -61,7 +61,7 @@ def training_images(config: ml_collections.ConfigDict) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: a static jit argument
 class Dgn:
-  generator: ConvGenerator
+  generator: DgnGenerator
   loss: reconstruction.ReconstructionLoss
   g_optimizer: optax.GradientTransformation
   z_optimizer: optax.GradientTransformation
@@ -106,7 +106,7 @@ class Dgn:
         f"unknown latent.project {project!r}; valid choices: {', '.join(PROJECTIONS)}"
       )
     return cls(
-      generator=ConvGenerator(
+      generator=DgnGenerator(
         image_shape=tuple(image_shape),
         width=config.model.width,
         num_upsamples=config.model.num_upsamples,
