@@ -16,7 +16,7 @@ import re
 
 from absl import flags
 
-from jgen.collapse import recorder, replay
+from jgen.collapse import counterfactual, recorder, replay
 from jgen.core import cli, parallel
 
 
@@ -56,9 +56,8 @@ def main() -> int:
   )
   try:
     if args.override:
-      print(
-        replay.counterfactual_text(replay.counterfactual(case, args.override, out_dir), out_dir)
-      )
+      report = counterfactual.counterfactual(case, args.override, out_dir)
+      print(counterfactual.counterfactual_text(report, out_dir))
       return 0
     steps = replay.verify(case, dump_dir=out_dir if args.dump else None)
   except replay.ReplayMismatch as error:

@@ -12,8 +12,8 @@ import pytest
 from conftest import tiny_config
 
 from configs import gan
+from jgen.collapse import counterfactual, recorder, replay
 from jgen.collapse import detectors as collapse
-from jgen.collapse import recorder, replay
 from jgen.core import rng
 from jgen.data import mixtures
 from jgen.evals import diversity, modes
@@ -187,7 +187,7 @@ def test_a_tampered_checkpoint_fails_before_the_first_step(recorded, tmp_path):
 
 def test_a_counterfactual_diverges_after_the_start_and_not_before(recorded, tmp_path):
   _, case = recorded
-  report = replay.counterfactual(
+  report = counterfactual.counterfactual(
     case, ["config.sampler.kind=with_replacement"], str(tmp_path / "cf")
   )
   assert report["recorded"]["first_divergence_from_recording"] is None
@@ -234,7 +234,7 @@ def test_a_counterfactual_with_another_discriminator_keeps_the_generator(
 ):
   _, case = recorded
   starts = _start_states(monkeypatch)
-  report = replay.counterfactual(
+  report = counterfactual.counterfactual(
     case,
     ["config.model.discriminator.name=deepsets", "config.model.set_size=4"],
     str(tmp_path / "cf"),

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from configs import stacked_digits_setd
-from jgen.collapse import recorder, replay
+from jgen.collapse import counterfactual, recorder, replay
 from jgen.core import rng
 from jgen.run import checkpoints
 from jgen.trainers import gan as gan_trainer
@@ -151,7 +151,8 @@ def test_an_image_counterfactual_with_a_pack_discriminator(recorded, tmp_path, m
   work_dir, case = recorded
   out = tmp_path / "cf"
   starts = _start_states(monkeypatch)
-  report = replay.counterfactual(case, ["config.model.discriminator.name=conv_pack"], str(out))
+  override = ["config.model.discriminator.name=conv_pack"]
+  report = counterfactual.counterfactual(case, override, str(out))
   assert report["recorded"]["first_divergence_from_recording"] is None
   assert report["counterfactual"]["first_divergence_from_recording"] == case["start_step"] + 1
   assert report["counterfactual"]["restored"] == [
@@ -180,7 +181,7 @@ def test_an_image_counterfactual_with_a_pack_discriminator(recorded, tmp_path, m
     assert (out / name).exists()
   for name in ("recorded", "counterfactual"):
     assert (out / f"{name}_final.png").exists()
-  printed = replay.counterfactual_text(report, str(out))
+  printed = counterfactual.counterfactual_text(report, str(out))
   assert "recorded modes/rKL/diversity" in printed and "samples.png" in printed
 
 
@@ -188,10 +189,10 @@ def test_curve_keys_follow_the_data():
   mixture_row = {"modes": 8, "reverse_kl": None, "diversity": 1.0, "high_quality": 0.9}
   # Image rows carry the same `reverse_kl` as 2D rows (beside their documented `kl`).
   digits_row = {"modes": 50, "kl": 3.5, "reverse_kl": 3.5, "diversity": 0.8}
-  assert replay.curve_keys([mixture_row]) == ["modes", "reverse_kl", "diversity"]
-  assert replay.curve_keys([digits_row]) == ["modes", "reverse_kl", "diversity"]
-  assert replay.curve_keys([{**digits_row, "classifier_fid": 1.0}])[-1] == "classifier_fid"
-  assert replay.curve_keys([{"diversity": 0.8}]) == ["diversity"]
+  assert counterfactual.curve_keys([mixture_row]) == ["modes", "reverse_kl", "diversity"]
+  assert counterfactual.curve_keys([digits_row]) == ["modes", "reverse_kl", "diversity"]
+  assert counterfactual.curve_keys([{**digits_row, "classifier_fid": 1.0}])[-1] == "classifier_fid"
+  assert counterfactual.curve_keys([{"diversity": 0.8}]) == ["diversity"]
 
 
 def test_replay_feeds_data_read_on_the_host_from_the_case_start():

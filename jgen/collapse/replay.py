@@ -1,27 +1,16 @@
-"""Replay of a collapse case bit for bit, and counterfactual branches from it.
+"""Replay of a collapse case, bit for bit.
 
-Verification restores the case's start checkpoint, checks its sha256 digests,
-re-runs every step to the end of the case, and compares each step's digests of
-indices, G params and D params with the recorded trace, and every part of the
-state (optimizer states included) at each logged step. It prints
-the number of verified steps, or raises ReplayMismatch naming the first step and
-part that differ. `environment_mismatches` says whether the case was recorded on
-another platform or with other library versions (the command refuses those).
-
-A counterfactual runs the recorded config and the overridden one from the same
-checkpoint, evaluates both at the case's evaluation steps, applies the same
-detectors, and writes the metrics side by side, a plot, and whether the
-collapse recurs.
-
-Pictures follow the run's data: scatter plots over a 2D mixture's modes, or grids
-of generated images (frames, each branch's final samples, and samples.png: both
-branches' images at every evaluation, row above row). The curves are those the
-data has: modes, reverse KL and diversity (2D); modes, KL and diversity, plus
-classifier FID when the run computes it (stacked digits); diversity (other images).
+Verification restores the case's start checkpoint, checks its sha256 digests, re-runs every
+step to the end of the case, and compares each step's digests of the data indices and the
+traced parts (G and D params for a GAN) with the recorded trace, and every part of the state
+(optimizer states included) at each logged step. It returns the number of verified steps, or
+raises ReplayMismatch naming the first step and part that differ; with a dump folder it also
+writes per-step metrics and frames (the run's own pictures). `environment_mismatches` says
+whether the case was recorded on another platform or with other library versions.
+Counterfactual branches from a case are jgen/collapse/counterfactual.py.
 """
 
 import dataclasses
-import json
 import os
 import time
 
@@ -30,14 +19,8 @@ import ml_collections
 import numpy as np
 
 from jgen import trainers
-from jgen.collapse import detectors, recorder, trace
-from jgen.core import config as config_lib
+from jgen.collapse import recorder, trace
 from jgen.run import checkpoints, jsonl, loop
-from jgen.viz import plots
-
-# Columns of samples.png (per branch and evaluation): enough to see a collapse, small enough
-# to read one digit.
-SIDE_BY_SIDE_SAMPLES = 16
 
 
 class ReplayMismatch(Exception):
@@ -72,7 +55,7 @@ def build(config: ml_collections.ConfigDict):
   return trainers.get_trainer(config.trainer).build(config)
 
 
-def _restore_start(case: dict, trainer, root) -> tuple[object, list]:
+def restore_start(case: dict, trainer, root) -> tuple[object, list]:
   """The case's start state in `trainer`'s structure, and notes on parts that could not be kept.
 
   A counterfactual may change a part's shapes (another discriminator, say): that part
@@ -177,7 +160,7 @@ def run_window(
   return Branch(np.concatenate(traces), metrics, [], {}, timings)
 
 
-def _first_trace_mismatch(
+def first_trace_mismatch(
   replayed: np.ndarray, recorded: np.ndarray, columns: tuple[str, ...]
 ) -> tuple[int, list] | None:
   count = min(len(replayed), len(recorded))
@@ -206,7 +189,7 @@ def verify(
   recorded_trace = recorder.read_trace(case)
   columns = recorder.traced_columns(case)
   recorded_parts = _recorded_parts(case)
-  state, _ = _restore_start(case, trainer, root)
+  state, _ = restore_start(case, trainer, root)
   _check_parts(start, trace.part_digests(state), recorded_parts, "the start checkpoint")
   data = trainer.step_data(config, root, data, start, end)
   setup_seconds = time.perf_counter() - setup_clock
@@ -224,7 +207,7 @@ def verify(
       frame_trainer = dataclasses.replace(trainer, eval_config=light)
 
   def on_stop(step, state, replayed):
-    bad = _first_trace_mismatch(replayed, recorded_trace, columns)
+    bad = first_trace_mismatch(replayed, recorded_trace, columns)
     if bad is not None:
       raise ReplayMismatch(f"mismatch at step {bad[0]}: {', '.join(bad[1])} differ")
     if step in recorded_parts:
@@ -265,157 +248,3 @@ def _check_parts(step, replayed: dict, recorded: dict[int, dict], what: str) -> 
     raise ReplayMismatch(
       f"mismatch at step {step}: {what} differs from the recording in {', '.join(differ)}"
     )
-
-
-def counterfactual(case: dict, overrides: list[str], out_dir: str) -> dict:
-  """Runs the recorded and the overridden config from the case's start; compares them."""
-  original_config = recorder.case_config(case)
-  changed_config = recorder.case_config(case)
-  for override in overrides:
-    config_lib.apply_override(changed_config, override)
-  start, end = case["start_step"], case["end_step"]
-  eval_every = original_config.train.eval_every
-  eval_steps = set(range(start - start % eval_every + eval_every, end + 1, eval_every)) | {end}
-  recorded_trace = recorder.read_trace(case)
-  columns = recorder.traced_columns(case)
-  results = {}
-  for name, config in (("recorded", original_config), ("counterfactual", changed_config)):
-    trainer, root, data = build(config)
-    state, notes = _restore_start(case, trainer, root)
-    data = trainer.step_data(config, root, data, start, end)
-    evaluations, samples = [], {}
-
-    def on_stop(
-      step,
-      state,
-      _,
-      trainer=trainer,
-      root=root,
-      data=data,
-      evaluations=evaluations,
-      samples=samples,
-    ):
-      if step in eval_steps:
-        points, row = trainer.evaluate(state, root, data)
-        evaluations.append({"step": step, **row})
-        samples[step] = points
-
-    branch = run_window(
-      trainer, state, root, data, start, end, eval_steps, on_stop, config.train.steps_per_dispatch
-    )
-    detector = detectors.Detector(original_config.collapse, case.get("detector_at_start"))
-    fired = []
-    for row in evaluations:
-      hits = detector.observe(row)
-      fired += [{"step": row["step"], **hit} for hit in hits]
-    mismatch = _first_trace_mismatch(branch.trace_rows, recorded_trace, columns)
-    results[name] = {
-      "collapsed": bool(fired),
-      "detectors": fired,
-      "evaluations": evaluations,
-      "first_divergence_from_recording": None if mismatch is None else mismatch[0],
-      "restored": notes or ["the whole state, from the case's checkpoint"],
-    }
-    branch.evaluations, branch.samples = evaluations, samples
-    results[name]["_branch"] = branch
-  os.makedirs(out_dir, exist_ok=True)
-  # The run's evaluation at the start step, if any, begins both curves.
-  start_rows = [r for r in case.get("rows", []) if r["step"] == start and "diversity" in r]
-  _plot_branches(out_dir, results, trainer, start_rows[0] if start_rows else None)
-  report = {
-    "case": case["id"],
-    "overrides": overrides,
-    "window": [start, end],
-    **{name: {k: v for k, v in r.items() if k != "_branch"} for name, r in results.items()},
-  }
-  with open(os.path.join(out_dir, "counterfactual.json"), "w") as f:
-    json.dump(report, f, indent=1)
-  return report
-
-
-def curve_keys(rows: list[dict]) -> list[str]:
-  """The metrics the comparison plots, of those the evaluation rows hold: modes, reverse KL and
-  diversity (2D and stacked digits), classifier FID when the run computes it; other images'
-  diversity."""
-  keys = ("modes", "reverse_kl", "diversity", "classifier_fid")
-  return [key for key in keys if any(key in row for row in rows)]
-
-
-def _plot_branches(out_dir: str, results: dict, trainer, start_row: dict | None) -> None:
-  """Both branches' curves overlaid (from the start's evaluation, if any) and final samples;
-  for images also samples.png, both branches at every evaluation (the same z in a column
-  when the seed is unchanged)."""
-  branches = {
-    name: ([start_row] if start_row else []) + result["evaluations"]
-    for name, result in results.items()
-  }
-  keys = curve_keys([row for rows in branches.values() for row in rows])
-  plots.compare_branches(os.path.join(out_dir, "branches.png"), branches, keys)
-  for name, result in results.items():
-    branch = result["_branch"]
-    last = max(branch.samples)
-    trainer.picture(
-      os.path.join(out_dir, f"{name}_final.png"),
-      branch.samples[last],
-      f"{name}, step {last}",
-      branch.evaluations[-1],
-    )
-  rows, titles = [], []
-  for step in sorted(results["recorded"]["_branch"].samples):
-    for name, result in results.items():
-      rows.append(result["_branch"].samples[step][:SIDE_BY_SIDE_SAMPLES])
-      titles.append(f"{name} {step}")
-  trainer.data.side_by_side(
-    os.path.join(out_dir, "samples.png"),
-    rows,
-    titles,
-    "recorded and counterfactual samples at each evaluation",
-  )
-
-
-def counterfactual_text(report: dict, out_dir: str) -> str:
-  """The counterfactual report as the command prints it: a side-by-side table and verdicts."""
-  lines = []
-  say = lines.append
-  say(f"case {report['case']}, steps {report['window'][0]} -> {report['window'][1]}")
-  say(f"override: {' '.join(report['overrides'])}")
-  keys = _brief_keys(report["recorded"]["evaluations"] + report["counterfactual"]["evaluations"])
-  label = "recorded " + "/".join(_BRIEF_LABELS[key] for key in keys)
-  say(f"{'step':>8} | {label:>30} | {'counterfactual':>30}")
-  recorded = {r["step"]: r for r in report["recorded"]["evaluations"]}
-  for row in report["counterfactual"]["evaluations"]:
-    old = recorded.get(row["step"], {})
-    say(f"{row['step']:>8} | {_brief(old, keys):>30} | {_brief(row, keys):>30}")
-  for name in ("recorded", "counterfactual"):
-    result = report[name]
-    verdict = "collapses" if result["collapsed"] else "does not collapse"
-    detail = ", ".join(f"{d['detector']} at {d['step']}" for d in result["detectors"])
-    say(f"{name}: {verdict}{f' ({detail})' if detail else ''}")
-  say(f"counterfactual start state: {'; '.join(report['counterfactual']['restored'])}")
-  say(
-    f"first step that differs from the recording: "
-    f"{report['counterfactual']['first_divergence_from_recording']}"
-  )
-  grids = ", samples.png" if os.path.exists(os.path.join(out_dir, "samples.png")) else ""
-  say(f"written: {out_dir}/counterfactual.json, branches.png, *_final.png{grids}")
-  return "\n".join(lines)
-
-
-_BRIEF_LABELS = {"modes": "modes", "reverse_kl": "rKL", "kl": "KL", "diversity": "diversity"}
-
-
-def _brief_keys(rows: list[dict]) -> list[str]:
-  return [key for key in curve_keys(rows) if key in _BRIEF_LABELS]
-
-
-def _brief(row: dict, keys: list[str]) -> str:
-  if not row:
-    return "-"
-  texts = []
-  for key in keys:
-    value = row.get(key)
-    if key == "modes":
-      texts.append(str(value))
-    else:  # a KL is None (logged NaN) when no sample lands near a mode
-      texts.append("nan" if value is None else f"{value:.3f}")
-  return " / ".join(texts)

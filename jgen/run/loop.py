@@ -181,7 +181,11 @@ def train(trainer, config, work_dir: str, root: jax.Array, data) -> dict:
     final_row = trainer.finalize(state, root, data, work_dir, config, final_row)
   if jax.process_index() == 0:
     plots.metric_curves(
-      os.path.join(work_dir, "metrics.png"), workdir.read_rows(log.path), trainer.curves
+      os.path.join(work_dir, "metrics.png"),
+      workdir.read_rows(log.path),
+      trainer.curves,
+      title=f"{os.path.basename(os.path.normpath(work_dir))}: {trainer.describe()}",
+      case_steps=[case["trigger_step"] for case in recorder_lib.list_cases(work_dir)],
     )
   return final_row
 
