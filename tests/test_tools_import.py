@@ -21,7 +21,7 @@ TOOLS = [
   "study",
 ]
 # Commands whose shell is jgen.core.cli.run: flags defined when run, not on import.
-CLI_TOOLS = ["main", "indices", "evaluate", "inception_weights"]
+CLI_TOOLS = ["main", "indices", "evaluate", "inception_weights", "benchmark", "cases", "replay"]
 
 
 def _python(*args, env=None):
@@ -44,10 +44,10 @@ def test_all_tools_import_together():
 def test_importing_a_command_defines_no_flags():
   imports = "; ".join(f"import jgen.{tool}" for tool in CLI_TOOLS)
   code = (
-    # absl's own modules define their flags (--verbosity, --pdb, ...) when imported: take them
-    # as the baseline.
+    # absl's and orbax's own modules define their flags (--verbosity, --pdb, ...) when
+    # imported: take them as the baseline.
     "from absl import app, flags, logging; from ml_collections import config_flags; "
-    "import jax; before = set(flags.FLAGS); "
+    "import jax, orbax.checkpoint; before = set(flags.FLAGS); "
     f"{imports}; added = sorted(set(flags.FLAGS) - before); assert not added, added"
   )
   result = _python("-c", code)
