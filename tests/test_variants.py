@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-from jgen.core import digest, variants
-from jgen.run import loop
+from jgen.core import digest
+from jgen.run import loop, variants
 from jgen.trainers import gan as gan_trainer
 
 LR_AND_ORDER = "optimizer.learning_rate=1e-4|1e-3;sampler.kind=epoch_shuffle|with_replacement"

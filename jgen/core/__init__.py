@@ -7,7 +7,6 @@ trainers or metrics.
   config      `--config=file.py:switch=value` switches and `config.a.b=value` overrides
   optimizers  optax optimizers chosen by name
   parallel    data parallelism over a device mesh; GPU determinism flags
-  variants    same-shaped hyper-parameter variants as members of one population
   cli         the one way a `python -m jgen.X` command defines flags, logs and reports errors
 
 Who may import it: everything in jgen. What it may import: JAX, optax, ml_collections, absl and

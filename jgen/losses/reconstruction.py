@@ -59,7 +59,7 @@ class RandomConvFeatures(nn.Module):
     return jnp.concatenate(features, axis=-1)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=8)  # a few shapes per process; each holds a small net
 def random_conv_features(image_shape: tuple, seed: int = 0, pooled: bool = False) -> Callable:
   """features(x [N, *image_shape]) -> [N, F] of a random conv net fixed by `seed` (pooled:
   the same net's per-channel means, small enough for a Frechet distance)."""

@@ -8,7 +8,8 @@
                TensorBoard
   checkpoints  orbax checkpoints of the train state
   jsonl        the one reader and writer of JSON-lines files
+  variants     same-shaped hyper-parameter variants as members of one population
 
-Imported by trainers, collapse replay and studies; imports core, collapse.{recorder,trace}
-and viz, never a trainer.
+Imported by trainers, collapse replay and studies; imports core, data (samplers, for
+variants), collapse.{recorder,trace} and viz, never a trainer.
 """

@@ -25,10 +25,10 @@ from flax import linen as nn
 
 from jgen import datasets, models
 from jgen.collapse import trace
-from jgen.core import parallel, rng, variants
+from jgen.core import parallel, rng
 from jgen.data import samplers
 from jgen.losses import adversarial as losses
-from jgen.run import loop
+from jgen.run import loop, variants
 
 METRIC_NAMES = ("d_loss", "g_loss", "d_real_logit", "d_fake_logit")
 
