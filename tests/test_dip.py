@@ -1,12 +1,11 @@
 """Deep Image Prior (jgen/trainers/dip.py) on a crop of sklearn's china photograph."""
 
-import json
-
 import pytest
 
 from configs import dip as dip_config
 from jgen.core import registry
 from jgen.losses import inverse
+from jgen.run import jsonl
 from jgen.trainers import dip as dip_trainer
 
 
@@ -24,9 +23,15 @@ def small(task="denoise", **overrides):
 
 
 def test_dip_denoising_beats_the_noisy_input_within_300_steps(tmp_path):
-  final = dip_trainer.train_and_evaluate(small(), str(tmp_path))
+  # DIP's premise: a conv net fits an image's structure long before its noise. At 300 steps
+  # the net is still in that early phase (its data loss is above the noise variance, so its
+  # output cannot have absorbed the noise yet), and there it beats the noisy input; measured
+  # at seed 0: 23.37 dB against 20.35 dB, +3.0 dB, so the +1 dB bar leaves 2 dB of margin.
+  config = small()
+  final = dip_trainer.train_and_evaluate(config, str(tmp_path))
+  assert final["loss"] > config.degrade.noise_std**2, final
   assert final["best_psnr"] >= final["psnr_input"] + 1.0, final
-  rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+  rows = jsonl.read_rows(tmp_path / "metrics.jsonl")
   evals = [row for row in rows if "psnr" in row]
   assert [row["step"] for row in evals] == [100, 200, 300]
   assert all("psnr_input" in row and "state_digest" in row for row in evals)

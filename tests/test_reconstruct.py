@@ -1,6 +1,5 @@
 """DGN/GLO (jgen/trainers/dgn.py), its sweep, interpolation, losses and inverse operators."""
 
-import json
 import os
 import pathlib
 import shutil
@@ -19,6 +18,7 @@ from jgen.core import registry
 from jgen.data import digits
 from jgen.evals import latents as dgn_eval
 from jgen.losses import inverse, reconstruction
+from jgen.run import jsonl
 from jgen.studies import inverse_comparison
 from jgen.studies import zsweep as dgn_study
 from jgen.trainers import dgn as dgn_trainer
@@ -102,7 +102,7 @@ def test_dgn_is_deterministic_and_resume_is_bit_identical(tmp_path):
   shutil.rmtree(tmp_path / "c" / "checkpoints" / "100")
   resumed = dgn_trainer.train_and_evaluate(config, str(tmp_path / "c"))
   assert resumed["state_digest"] == whole["state_digest"]
-  rows = [json.loads(line) for line in open(tmp_path / "c" / "metrics.jsonl")]
+  rows = jsonl.read_rows(tmp_path / "c" / "metrics.jsonl")
   evals = [row for row in rows if "exact_fraction" in row]
   assert evals and all("recon_psnr_mean" in row and "state_digest" in row for row in evals)
   assert os.path.exists(tmp_path / "c" / "samples" / "step_00000100.png")
