@@ -3,9 +3,8 @@
 import pytest
 
 from configs import dip as dip_config
-from jgen.core import registry
+from jgen.core import jsonl, registry
 from jgen.losses import inverse
-from jgen.run import jsonl
 from jgen.trainers import dip as dip_trainer
 
 
@@ -41,9 +40,10 @@ def test_dip_denoising_beats_the_noisy_input_within_300_steps(tmp_path):
 
 def test_dip_tasks_and_errors():
   for task, shape in (("inpaint", (1, 64, 64, 3)), ("superres", (1, 16, 16, 3))):
-    dip, _, clean, observed = dip_trainer.build(small(task))
-    assert observed.shape == shape
-    assert inverse.degraded_view(dip.operator, observed, dip.factor).shape == clean.shape
+    dip, _, (z, observed) = dip_trainer.build(small(task))
+    assert observed.shape == shape and observed is dip.observed
+    assert z.shape[:3] == dip.clean.shape[:3]
+    assert inverse.degraded_view(dip.operator, observed, dip.factor).shape == dip.clean.shape
   with pytest.raises(registry.UnknownNameError, match="denoise, inpaint, superres"):
     dip_trainer.build(small("deblur"))
   with pytest.raises(ValueError, match="does not fit"):

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-from jgen.core import rng
+from jgen.core import jsonl, rng
 from jgen.run import loop, workdir
 from jgen.trainers import gan as gan_trainer
 
 
 def _rows(work_dir):
-  return workdir.read_rows(os.path.join(work_dir, "metrics.jsonl"))
+  return jsonl.read_rows(os.path.join(work_dir, "metrics.jsonl"))
 
 
 def _digests(work_dir):

@@ -9,15 +9,15 @@ import jax
 import numpy as np
 from conftest import tiny_config
 
-from jgen.core import rng
-from jgen.run import loop, workdir
+from jgen.core import jsonl, rng
+from jgen.run import loop
 from jgen.trainers import gan as gan_trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _rows(work_dir):
-  return workdir.read_rows(os.path.join(work_dir, "metrics.jsonl"))
+  return jsonl.read_rows(os.path.join(work_dir, "metrics.jsonl"))
 
 
 def train_state(config, steps=20):

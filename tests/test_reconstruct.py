@@ -14,11 +14,11 @@ import pytest
 from configs import compare_inverse as compare_inverse_config
 from configs import dgn as dgn_config
 from configs import dgn_zdim
-from jgen.core import registry
+from jgen.core import jsonl, registry
 from jgen.data import digits
+from jgen.evals import fidelity
 from jgen.evals import latents as dgn_eval
 from jgen.losses import inverse, reconstruction
-from jgen.run import jsonl
 from jgen.studies import inverse_comparison
 from jgen.studies import zsweep as dgn_study
 from jgen.trainers import dgn as dgn_trainer
@@ -86,8 +86,8 @@ def test_losses_by_name():
   config.name = "kl"
   with pytest.raises(registry.UnknownNameError, match="gaussian_nll, l1, mse, perceptual"):
     reconstruction.make_loss(config, (8, 8, 1))
-  assert float(reconstruction.psnr(x, x)[0]) == 100.0
-  np.testing.assert_allclose(reconstruction.psnr(x * 0, x * 0 + 0.1), 20.0, rtol=1e-5)
+  assert float(fidelity.psnr(x, x)[0]) == 100.0
+  np.testing.assert_allclose(fidelity.psnr(x * 0, x * 0 + 0.1), 20.0, rtol=1e-5)
 
 
 # --- trainer -----------------------------------------------------------------------------------

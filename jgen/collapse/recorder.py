@@ -24,7 +24,7 @@ import numpy as np
 from absl import logging
 
 from jgen.collapse import detectors
-from jgen.run import jsonl
+from jgen.core import jsonl
 
 CASE_FILE = "case.json"
 

@@ -20,7 +20,8 @@ import numpy as np
 
 from jgen import trainers
 from jgen.collapse import recorder, trace
-from jgen.run import checkpoints, jsonl, loop
+from jgen.core import jsonl
+from jgen.run import checkpoints, loop
 
 
 class ReplayMismatch(Exception):

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jgen.core import digest
+from jgen.core import digest, jsonl
 
 _GOLDEN = np.uint32(0x9E3779B1)
 
@@ -123,5 +123,4 @@ class TraceLog:
   def _read_parts(self) -> list[dict]:
     if not os.path.exists(self._parts_path):
       return []
-    with open(self._parts_path) as f:
-      return [json.loads(line) for line in f if line.strip()]
+    return jsonl.read_rows(self._parts_path)

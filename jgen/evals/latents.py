@@ -4,7 +4,7 @@ the images they generate (jgen/trainers/dgn.py draws the pictures and prefixes t
 gaussian_ / gmm_):
   nn_distance         mean L2 distance of a sample to its nearest training image
   frechet_random_conv Frechet distance between samples and training images in the per-channel
-                      means of the fixed random conv net's layers (jgen/losses/reconstruction.py; 96
+                      means of the fixed random conv net's layers (jgen/evals/fidelity.py; 96
                       numbers: its full 6,144 activations made the distance take minutes)
 and, when jgen's digit classifier exists (jgen/evals/digit_classifier.py), on single digits:
   modes               classes with at least one confidently classified sample (p >= 0.5)
@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jgen.evals import features as features_lib
-from jgen.losses import reconstruction
+from jgen.evals import fidelity
 
 
 def lerp(z0, z1, t):
@@ -68,7 +68,7 @@ def sample_metrics(samples, train_images, classifier=None) -> dict:
   flat_s = samples.reshape(len(samples), -1)
   flat_t = train_images.reshape(len(train_images), -1)
   d2 = jnp.sum(flat_s**2, 1)[:, None] - 2 * flat_s @ flat_t.T + jnp.sum(flat_t**2, 1)[None, :]
-  features = reconstruction.random_conv_features(tuple(samples.shape[1:]), pooled=True)
+  features = fidelity.random_conv_features(tuple(samples.shape[1:]), pooled=True)
   row = {
     "nn_distance": float(jnp.sqrt(jnp.clip(d2.min(axis=1), 0, None)).mean()),
     "frechet_random_conv": features_lib.fid(features(samples), features(train_images)),

@@ -34,7 +34,7 @@ from absl import logging
 
 from jgen.collapse import recorder as recorder_lib
 from jgen.collapse import trace
-from jgen.core import parallel
+from jgen.core import jsonl, parallel
 from jgen.run import checkpoints, workdir
 from jgen.run.schedule import Progress, Schedule, format_seconds
 from jgen.viz import plots
@@ -155,7 +155,7 @@ def train(trainer, config, work_dir: str, root: jax.Array, data) -> dict:
     trace_log = trace.TraceLog(
       work_dir, trainer.traced_parts, resume_step=start, enabled=is_chief and trainer.trace
     )
-    rows = workdir.read_rows(log.path) if is_chief and os.path.exists(log.path) else []
+    rows = jsonl.read_rows(log.path) if is_chief and os.path.exists(log.path) else []
     recorder = recorder_lib.CaseRecorder(
       work_dir,
       config,
@@ -182,7 +182,7 @@ def train(trainer, config, work_dir: str, root: jax.Array, data) -> dict:
   if jax.process_index() == 0:
     plots.metric_curves(
       os.path.join(work_dir, "metrics.png"),
-      workdir.read_rows(log.path),
+      jsonl.read_rows(log.path),
       trainer.curves,
       title=f"{os.path.basename(os.path.normpath(work_dir))}: {trainer.describe()}",
       case_steps=[case["trigger_step"] for case in recorder_lib.list_cases(work_dir)],

@@ -12,6 +12,8 @@ import os
 import ml_collections
 import tensorboardX
 
+from jgen.core import jsonl
+
 # Keys that may change when a run is resumed: they decide how long and how
 # often to observe the run, never what the run computes.
 RESUMABLE_CHANGES = frozenset(
@@ -101,11 +103,10 @@ class MetricsLog:
     recomputes those steps bit for bit, so their old rows are dropped, not lost."""
     if not os.path.exists(self.path):
       return
-    rows = read_rows(self.path)
+    rows = jsonl.read_rows(self.path)
     kept = [row for row in rows if row["step"] <= step]
     if len(kept) != len(rows):
-      with open(self.path, "w") as f:
-        f.writelines(json.dumps(row) + "\n" for row in kept)
+      jsonl.write_rows(self.path, kept)
 
   def write(self, row: dict) -> None:
     if not self._enabled:
@@ -121,8 +122,3 @@ class MetricsLog:
   def close(self) -> None:
     if self._enabled:
       self._tensorboard.close()
-
-
-def read_rows(path: str) -> list[dict]:
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]

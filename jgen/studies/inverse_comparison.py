@@ -28,7 +28,8 @@ from absl import logging
 
 from jgen.core import registry, rng
 from jgen.data import digits
-from jgen.losses import inverse, reconstruction
+from jgen.evals import fidelity
+from jgen.losses import inverse
 from jgen.models.dip import SkipNet
 from jgen.run import checkpoints
 from jgen.trainers import dgn as dgn_trainer
@@ -184,7 +185,7 @@ def dip_fit(net, key, task, y_K, masks_K, clean_K, settings):
   fits = _fit(loss_one, params_K, opt, settings.dip_steps, jax.random.fold_in(key, 2))
   for step, params_K in fits:
     if step % settings.dip_eval_every == 0:
-      best = jnp.maximum(best, reconstruction.psnr(apply_K(params_K, z_K)[:, 0], clean_K))
+      best = jnp.maximum(best, fidelity.psnr(apply_K(params_K, z_K)[:, 0], clean_K))
   return apply_K(params_K, z_K)[:, 0], best
 
 
@@ -221,10 +222,10 @@ def run_study(config, work_dir: str) -> dict:
       )
       degraded = inverse.degraded_view(operator(task, masks_K, config.factor), y_K, config.factor)
       psnrs = {
-        "input": reconstruction.psnr(degraded, clean_K),
-        "dgn_z": reconstruction.psnr(z_only, clean_K),
-        "dgn_z+G": reconstruction.psnr(both, clean_K),
-        "dip": reconstruction.psnr(dip_out, clean_K),
+        "input": fidelity.psnr(degraded, clean_K),
+        "dgn_z": fidelity.psnr(z_only, clean_K),
+        "dgn_z+G": fidelity.psnr(both, clean_K),
+        "dip": fidelity.psnr(dip_out, clean_K),
         "dip_best": dip_best,
       }
       results[f"{group}/{task}"] = {m: float(jnp.mean(v)) for m, v in psnrs.items()}

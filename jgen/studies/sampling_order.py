@@ -19,7 +19,7 @@ import ml_collections
 
 from jgen.collapse import detectors as collapse
 from jgen.core import config as config_lib
-from jgen.run import jsonl
+from jgen.core import jsonl
 from jgen.studies import runner, stats
 from jgen.trainers import gan as gan_trainer
 from jgen.viz.plots import new_figure

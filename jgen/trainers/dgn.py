@@ -26,6 +26,7 @@ import optax
 
 from jgen.core import optimizers, rng
 from jgen.data import digits, samplers
+from jgen.evals import fidelity
 from jgen.evals import latents as latents_eval
 from jgen.losses import reconstruction
 from jgen.models.dgn import DgnGenerator
@@ -275,7 +276,7 @@ def train_step(dgn: Dgn, state: TrainState, root: jax.Array, data: jax.Array):
     g_opt_state=g_opt_state,
     z_opt_state=z_opt_state,
   )
-  batch_psnr = reconstruction.psnr(jnp.clip(prediction, 0.0, 1.0), target).mean()
+  batch_psnr = fidelity.psnr(jnp.clip(prediction, 0.0, 1.0), target).mean()
   return new_state, {"loss": loss, "batch_psnr": batch_psnr}
 
 
@@ -288,9 +289,9 @@ def reconstruct(dgn: Dgn, g_params, latents) -> jax.Array:
 def evaluate(dgn: Dgn, state: TrainState, data) -> tuple[np.ndarray, dict]:
   """(reconstructions, row): per-image PSNR summaries, exact fraction, sharpness ratio."""
   recon = reconstruct(dgn, state.g_params, state.latents)
-  psnr = np.asarray(reconstruction.psnr(recon, data))
-  sharp_recon = float(reconstruction.sharpness(recon).mean())
-  sharp_data = float(reconstruction.sharpness(data).mean())
+  psnr = np.asarray(fidelity.psnr(recon, data))
+  sharp_recon = float(fidelity.sharpness(recon).mean())
+  sharp_data = float(fidelity.sharpness(data).mean())
   row = {
     "recon_psnr_mean": float(psnr.mean()),
     "recon_psnr_min": float(psnr.min()),

@@ -23,11 +23,12 @@ import ml_collections
 import numpy as np
 import optax
 
-from jgen.core import optimizers, registry, rng
+from jgen.core import jsonl, optimizers, registry, rng
 from jgen.data import digits
-from jgen.losses import inverse, reconstruction
+from jgen.evals import fidelity
+from jgen.losses import inverse
 from jgen.models.dip import SkipNet
-from jgen.run import loop, workdir
+from jgen.run import loop
 from jgen.viz import imgrid
 
 PHOTOS = ("china", "flower")  # sklearn.datasets.load_sample_image ships these two
@@ -99,7 +100,7 @@ class Dip:
   def psnr_input(self) -> float:
     """PSNR of the degraded input as an image (the bar DIP must clear)."""
     view = inverse.degraded_view(self.operator, self.observed, self.factor)
-    return float(reconstruction.psnr(view, self.clean)[0])
+    return float(fidelity.psnr(view, self.clean)[0])
 
   def describe(self) -> str:
     h, w = self.shape_HxW
@@ -122,7 +123,7 @@ class Dip:
 
   def evaluate(self, state: "TrainState", root: jax.Array, data):
     image = output(self, state.params, data[0])
-    psnr = float(reconstruction.psnr(image, self.clean)[0])
+    psnr = float(fidelity.psnr(image, self.clean)[0])
     return np.asarray(image[0]), {"psnr": psnr, "psnr_input": self.psnr_input}
 
   def picture(self, path: str, samples, title: str, row: dict | None) -> None:
@@ -136,7 +137,7 @@ class Dip:
 
   def finalize(self, state, root, data, work_dir: str, config, final_row: dict) -> dict:
     """The best evaluation of the run (DIP must be stopped early), and final.png."""
-    rows = [row for row in workdir.read_rows(os.path.join(work_dir, "metrics.jsonl"))]
+    rows = jsonl.read_rows(os.path.join(work_dir, "metrics.jsonl"))
     rows = [row for row in rows if "psnr" in row] or [final_row]
     best = max(rows, key=lambda row: row["psnr"])
     image = output(self, state.params, data[0])[0]
@@ -145,7 +146,10 @@ class Dip:
 
 
 def build(config: ml_collections.ConfigDict):
-  """(Dip, root, clean x [1, H, W, C], observation y [1, ...]); validates everything."""
+  """(Dip, root, (the fixed noise input z, the observation y [1, ...])); validates everything.
+
+  The clean image x [1, H, W, C] that PSNR measures against is `dip.clean`.
+  """
   clean = load_clean_image(config)
   root = rng.root_key(config.seed)
   task = config.task
@@ -178,7 +182,7 @@ def build(config: ml_collections.ConfigDict):
     clean=clean,
     observed=observed,
   )
-  return dip, root, clean, observed
+  return dip, root, (net_input(dip, root, dip.shape_HxW), observed)
 
 
 def net_input(dip: Dip, root: jax.Array, shape_HxW) -> jax.Array:
@@ -216,6 +220,5 @@ def output(dip: Dip, params, z) -> jax.Array:
 def train_and_evaluate(config: ml_collections.ConfigDict, work_dir: str) -> dict:
   """Fits the net to the degraded image (resuming if WORKDIR has checkpoints); the final row
   adds the best evaluation's `best_psnr` and `best_step`."""
-  dip, root, _, observed = build(config)
-  z = net_input(dip, root, dip.shape_HxW)
-  return loop.train(dip, config, work_dir, root, (z, observed))
+  dip, root, data = build(config)
+  return loop.train(dip, config, work_dir, root, data)
