@@ -5,7 +5,8 @@ import flax.linen as nn
 from jgen.core import registry
 from jgen.models import conv
 from jgen.models import set_discriminators as sets
-from jgen.models.mlp import MLP, SampleDiscriminator
+from jgen.models.maxout import MaxoutPack
+from jgen.models.mlp import INITS, MLP, SampleDiscriminator
 
 DISCRIMINATORS = {
   "mlp": lambda c: SampleDiscriminator(c.width, c.depth),
@@ -16,8 +17,15 @@ DISCRIMINATORS = {
     c.width, c.depth, c.num_kernels, c.kernel_dim
   ),
   "mbstd": lambda c: sets.MinibatchStddev(c.width, c.depth),
+  # PacGAN's official D: sets concatenated, maxout layers; any set size, 1 included.
+  "maxout_pack": lambda c: MaxoutPack(c.width, c.depth, c.maxout_pieces, c.get("init", "flax")),
 }
 SET_DISCRIMINATORS = tuple(sorted(name for name in DISCRIMINATORS if name != "mlp"))
+
+
+def _check_init(path: str, name: str) -> None:
+  if name not in INITS:
+    raise ValueError(f"{path}={name!r} is not an initializer; valid: {', '.join(INITS)}")
 
 
 def _require_positive(path: str, value: int) -> None:
@@ -26,13 +34,21 @@ def _require_positive(path: str, value: int) -> None:
 
 
 def make_generator(model_config, data_dim: int = 2) -> nn.Module:
-  """z_BxZ -> x_BxD: `depth` hidden ReLU layers of `width`, then a linear layer to data_dim."""
+  """z_BxZ -> x_BxD: `depth` hidden ReLU layers of `width`, then a linear layer to data_dim.
+
+  Optional keys (absent in older configs): generator.batch_norm (BatchNorm before every
+  hidden ReLU, statistics in the "batch_stats" collection), generator.init (INITS).
+  """
   g = model_config.generator
   _require_positive("model.generator.z_dim", g.z_dim)
   _require_positive("model.generator.width", g.width)
   _require_positive("model.generator.depth", g.depth)
   _require_positive("data_dim", data_dim)
-  return MLP(g.width, g.depth, out_dim=data_dim)
+  init = g.get("init", "flax")
+  _check_init("model.generator.init", init)
+  return MLP(
+    g.width, g.depth, out_dim=data_dim, batch_norm=g.get("batch_norm", False), initializer=init
+  )
 
 
 def make_discriminator(model_config) -> nn.Module:
@@ -67,6 +83,15 @@ def make_discriminator(model_config) -> nn.Module:
   if d.name == "minibatch_disc":
     _require_positive("model.discriminator.num_kernels", d.num_kernels)
     _require_positive("model.discriminator.kernel_dim", d.kernel_dim)
+  if d.name == "maxout_pack":
+    _require_positive("model.discriminator.maxout_pieces", d.get("maxout_pieces", 0))
+  if d.get("init", "flax") != "flax":
+    _check_init("model.discriminator.init", d.init)
+    if d.name != "maxout_pack":
+      raise ValueError(
+        f"model.discriminator.init={d.init!r} is implemented for 'maxout_pack' only, not "
+        f"{d.name!r}; set it to 'flax'"
+      )
   return build(d)
 
 

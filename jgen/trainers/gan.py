@@ -8,6 +8,15 @@ determines the rest of the run, and a checkpoint needs no key.
 The data is any dataset of jgen/datasets (2D mixtures with MLP models, images with conv
 models): the step gathers its batch by index on the device, or takes the batch the host read
 by the same indices.
+
+Options for PacGAN's official protocol (configs/pacgan.py; older configs lack the keys and get
+the defaults): `train.packing` ("grouped": the batch of samples is split into sets by a keyed
+permutation; "packs": the batch is `train.batch_size` packs of `model.set_size` samples, real
+packs from a fixed table of with-replacement draws, fake packs from one generator pass per pack
+slot), `train.update_rule` ("alternating": D's step, then G's against the new D;
+"simultaneous": both gradients at the old parameters), a BatchNorm generator (its statistics
+live in g_params["batch_stats"], beside g_params["params"], which alone the optimizer updates)
+and `eval.bn_refresh_batches`.
 """
 
 import dataclasses
@@ -25,12 +34,14 @@ from flax import linen as nn
 
 from jgen import datasets, models
 from jgen.collapse import trace
-from jgen.core import parallel, rng
+from jgen.core import parallel, registry, rng
 from jgen.data import samplers
 from jgen.losses import adversarial as losses
 from jgen.run import loop, variants
 
 METRIC_NAMES = ("d_loss", "g_loss", "d_real_logit", "d_fake_logit")
+PACKINGS = ("grouped", "packs")
+UPDATE_RULES = ("alternating", "simultaneous")
 
 
 @flax.struct.dataclass
@@ -68,6 +79,12 @@ class Gan:
   population: int  # independent members trained in one program (vmap); 1 = a plain run
   variants: variants.Variants | None  # same-shaped hyper-parameter variants among the members
   mesh: jax.sharding.Mesh
+  packing: str = "grouped"  # PACKINGS; with "packs", batch_size counts packs
+  update_rule: str = "alternating"  # UPDATE_RULES
+  g_batch_norm: bool = False  # g_params holds {"params", "batch_stats"}
+  # Before each evaluation, this many batches of generator statistics refresh the population
+  # statistics (PacGAN's training-set monitor applies its BatchNorm updates at every epoch end).
+  bn_refresh_batches: int = 0
 
   # What the run loop reads (jgen/run/loop.py).
   metric_names = METRIC_NAMES
@@ -101,13 +118,29 @@ class Gan:
         config.sampler, num_examples=num_train, batch_size=config.train.batch_size
       )
       sample_indices = variants.make_sampler(config, member_variants, num_examples=num_train)
+    packing = config.train.get("packing", "grouped")
+    update_rule = config.train.get("update_rule", "alternating")
+    registry.choose("train.packing", packing, dict.fromkeys(PACKINGS))
+    registry.choose("train.update_rule", update_rule, dict.fromkeys(UPDATE_RULES))
     if config.population.size < 1:
       raise ValueError(f"population.size must be >= 1, got {config.population.size}")
     set_size = config.model.set_size
-    if set_size < 1 or batch_size % set_size:
+    if set_size < 1 or (packing == "grouped" and batch_size % set_size):
       raise ValueError(
         f"the batch of {batch_size} samples must split into sets of model.set_size="
         f"{set_size}; choose a set size that divides the batch"
+      )
+    if packing == "packs" and (not is_2d or config.data.fresh_samples):
+      raise ValueError(
+        "train.packing='packs' draws packs from a fixed 2D training set; use a 2D mixture "
+        "with data.fresh_samples=False, or train.packing='grouped'"
+      )
+    g_batch_norm = config.model.generator.get("batch_norm", False)
+    bn_refresh_batches = config.eval.get("bn_refresh_batches", 0)
+    if bn_refresh_batches < 0 or (bn_refresh_batches and not g_batch_norm):
+      raise ValueError(
+        f"eval.bn_refresh_batches={bn_refresh_batches} needs >= 0 and a BatchNorm generator "
+        "(model.generator.batch_norm=True); set it to 0"
       )
     if data.on_host and config.population.size > 1:
       raise ValueError(
@@ -140,11 +173,15 @@ class Gan:
       population=config.population.size,
       variants=member_variants,
       mesh=mesh if mesh is not None else parallel.make_mesh(),
+      packing=packing,
+      update_rule=update_rule,
+      g_batch_norm=g_batch_norm,
+      bn_refresh_batches=bn_refresh_batches,
     )
 
   @property
   def num_sets(self) -> int:
-    return self.batch_size // self.set_size
+    return self.batch_size if self.packing == "packs" else self.batch_size // self.set_size
 
   @property
   def curves(self) -> tuple[str, ...]:
@@ -158,9 +195,14 @@ class Gan:
     return parallel.population_sharding(self.mesh, self.population)
 
   def describe(self) -> str:
+    if self.packing == "packs":
+      batch = f"{self.batch_size} packs of {self.set_size}"
+    else:
+      batch = f"batch {self.batch_size} in sets of {self.set_size}"
+    rule = ", simultaneous updates" if self.update_rule == "simultaneous" else ""
     return (
-      f"Training {type(self.discriminator).__name__} GAN on {self.data.name}: batch "
-      f"{self.batch_size} in sets of {self.set_size}, {self.mesh.size} device(s)"
+      f"Training {type(self.discriminator).__name__} GAN on {self.data.name}: {batch}{rule}, "
+      f"{self.mesh.size} device(s)"
     )
 
   def begin(self, work_dir: str) -> None:
@@ -241,9 +283,25 @@ def training_set(gan: Gan, root: jax.Array):
   points [N, 2]; for stacked digits 128,000 index triples and the 1,797 digits."""
 
   def draw(root):
-    return gan.data.training_set(rng.stream_key(root, rng.Stream.TRAIN_SET), gan.num_train)
+    key = rng.stream_key(root, rng.Stream.TRAIN_SET)
+    points = gan.data.training_set(key, gan.num_train)
+    if gan.packing == "grouped":
+      return points
+    return points[pack_table(gan, jax.random.fold_in(key, 1))]
 
   return jax.jit(_per_member(gan, draw), out_shardings=gan.state_sharding)(root)
+
+
+def pack_table(gan: Gan, key: jax.Array) -> jax.Array:
+  """int32 [num_train, set_size]: pack p's slot s is training point table[p, s], every slot
+  an independent uniform draw with replacement (PacGAN's GaussianPackingMixture). Drawn once,
+  like the training set, so a step's packs follow from the sampler's pack indices."""
+  return jax.random.randint(key, (gan.set_size, gan.num_train), 0, gan.num_train).T
+
+
+def g_trainable(g_params):
+  """The part of a BatchNorm generator's variables the optimizer updates."""
+  return {"params": g_params["params"]}
 
 
 def init_state(gan: Gan, root: jax.Array) -> TrainState:
@@ -259,11 +317,12 @@ def _init_state(gan: Gan, root: jax.Array) -> TrainState:
     rng.stream_key(root, rng.Stream.INIT_D),
     jnp.zeros((1, gan.set_size, *gan.data.sample_shape), jnp.float32),
   )
+  g_optimized = g_trainable(g_params) if gan.g_batch_norm else g_params
   return TrainState(
     step=jnp.zeros((), jnp.int32),
     g_params=g_params,
     d_params=d_params,
-    g_opt_state=variants.set_member_hyperparams(gan.variants, gan.g_optimizer.init(g_params)),
+    g_opt_state=variants.set_member_hyperparams(gan.variants, gan.g_optimizer.init(g_optimized)),
     d_opt_state=variants.set_member_hyperparams(gan.variants, gan.d_optimizer.init(d_params)),
   )
 
@@ -300,21 +359,53 @@ def draw_real(gan: Gan, root: jax.Array, data, step: jax.Array):
   return indices, gan.data.gather(data, indices)
 
 
+def _generator_forward(gan: Gan, g_params, z):
+  """(fakes, vjp to the optimized generator variables, new batch statistics or None).
+
+  One generator forward serves both updates (as in the reference DCGAN loop): G's parameters
+  do not change between them, so recomputing it would be waste.
+  """
+  if not gan.g_batch_norm:
+    fake, generator_vjp = jax.vjp(lambda g_params: gan.generator.apply(g_params, z), g_params)
+    return fake, generator_vjp, None
+
+  def forward(trainable):
+    fake, updates = gan.generator.apply(
+      {**trainable, "batch_stats": g_params["batch_stats"]}, z, train=True, mutable=["batch_stats"]
+    )
+    return fake, updates["batch_stats"]
+
+  return jax.vjp(forward, g_trainable(g_params), has_aux=True)
+
+
+def _fakes_to_sets(gan: Gan, fake, order):
+  """Packs mode: [set_size, packs, D] (one generator pass per slot) -> [packs, set_size, D]."""
+  if gan.packing == "packs":
+    return _shard_batch(gan, jnp.swapaxes(fake, 0, 1))
+  return _to_sets(gan, fake, order)
+
+
 def train_step(gan: Gan, state: TrainState, root: jax.Array, data):
-  """One D update then one G update; returns (state, metrics of this step)."""
+  """One D update and one G update (`update_rule`); returns (state, metrics of this step)."""
   step = state.step
   seen, real = draw_real(gan, root, data, step)
   real = _shard_batch(gan, real)
-  z = jax.random.normal(rng.step_key(root, rng.Stream.Z, step), (gan.batch_size, gan.z_dim))
-  z = _shard_batch(gan, z)
-  packing_key = rng.step_key(root, rng.Stream.PACKING, step)
-  # Drawn once: the G step regroups its fakes exactly as the D step saw them.
-  real_order = _set_order(gan, jax.random.fold_in(packing_key, 0))
-  fake_order = _set_order(gan, jax.random.fold_in(packing_key, 1))
-  # One generator forward serves both updates (as in the reference DCGAN loop):
-  # G's parameters do not change between them, so recomputing it would be waste.
-  fake, generator_vjp = jax.vjp(lambda g_params: gan.generator.apply(g_params, z), state.g_params)
-  real_sets, fake_sets = _to_sets(gan, real, real_order), _to_sets(gan, fake, fake_order)
+  if gan.packing == "packs":
+    # Slot-major, as PacGAN draws one z batch per slot; real packs come whole from the table.
+    z = jax.random.normal(
+      rng.step_key(root, rng.Stream.Z, step), (gan.set_size, gan.batch_size, gan.z_dim)
+    )
+    real_order = fake_order = None
+  else:
+    z = jax.random.normal(rng.step_key(root, rng.Stream.Z, step), (gan.batch_size, gan.z_dim))
+    z = _shard_batch(gan, z)
+    packing_key = rng.step_key(root, rng.Stream.PACKING, step)
+    # Drawn once: the G step regroups its fakes exactly as the D step saw them.
+    real_order = _set_order(gan, jax.random.fold_in(packing_key, 0))
+    fake_order = _set_order(gan, jax.random.fold_in(packing_key, 1))
+  fake, generator_vjp, batch_stats = _generator_forward(gan, state.g_params, z)
+  real_sets = real if gan.packing == "packs" else _to_sets(gan, real, real_order)
+  fake_sets = _fakes_to_sets(gan, fake, fake_order)
 
   def d_objective(d_params):
     both = jnp.concatenate([real_sets, jax.lax.stop_gradient(fake_sets)])
@@ -331,18 +422,27 @@ def train_step(gan: Gan, state: TrainState, root: jax.Array, data):
   )
   d_updates, d_opt_state = gan.d_optimizer.update(d_grads, state.d_opt_state, state.d_params)
   d_params = optax.apply_updates(state.d_params, d_updates)
+  # Simultaneous (the ALI algorithm PacGAN's code trains with): G's gradient is taken against
+  # the same D as D's own, so neither player sees the other's step.
+  g_sees = state.d_params if gan.update_rule == "simultaneous" else d_params
 
   def g_objective(fake_Bx2):
     return gan.loss.generator(
-      gan.discriminator.apply(d_params, _to_sets(gan, fake_Bx2, fake_order))
+      gan.discriminator.apply(g_sees, _fakes_to_sets(gan, fake_Bx2, fake_order))
     )
 
   g_loss, fake_grad = jax.value_and_grad(g_objective)(fake)
   (g_grads,) = generator_vjp(fake_grad)
-  g_updates, g_opt_state = gan.g_optimizer.update(g_grads, state.g_opt_state, state.g_params)
+  if gan.g_batch_norm:
+    trainable = g_trainable(state.g_params)
+    g_updates, g_opt_state = gan.g_optimizer.update(g_grads, state.g_opt_state, trainable)
+    g_params = {**optax.apply_updates(trainable, g_updates), "batch_stats": batch_stats}
+  else:
+    g_updates, g_opt_state = gan.g_optimizer.update(g_grads, state.g_opt_state, state.g_params)
+    g_params = optax.apply_updates(state.g_params, g_updates)
   new_state = TrainState(
     step=step + 1,
-    g_params=optax.apply_updates(state.g_params, g_updates),
+    g_params=g_params,
     d_params=d_params,
     g_opt_state=g_opt_state,
     d_opt_state=d_opt_state,
@@ -353,11 +453,31 @@ def train_step(gan: Gan, state: TrainState, root: jax.Array, data):
   return new_state, metrics
 
 
+def refreshed_batch_stats(gan: Gan, g_params, root: jax.Array):
+  """The population statistics after `bn_refresh_batches` more updates from generator batches
+  at the current parameters (fresh z per batch, one batch per pack slot), as PacGAN's
+  training-set monitor leaves them before its evaluation. The train state keeps its own."""
+  eval_key = rng.stream_key(root, rng.Stream.EVAL)
+  z_shape = (gan.set_size if gan.packing == "packs" else 1, gan.batch_size, gan.z_dim)
+
+  def refresh(index, stats):
+    z = jax.random.normal(jax.random.fold_in(eval_key, index + 1), z_shape)
+    _, updates = gan.generator.apply(
+      {"params": g_params["params"], "batch_stats": stats}, z, train=True, mutable=["batch_stats"]
+    )
+    return updates["batch_stats"]
+
+  return jax.lax.fori_loop(0, gan.bn_refresh_batches, refresh, g_params["batch_stats"])
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _generate(gan: Gan, g_params, root: jax.Array):
   def one(g_params, root):
     # The same z at every evaluation, so curves show G changing, not z noise.
     z = jax.random.normal(rng.stream_key(root, rng.Stream.EVAL), (gan.eval_samples, gan.z_dim))
+    if gan.g_batch_norm:  # population statistics, never the evaluation batch's own
+      stats = refreshed_batch_stats(gan, g_params, root)
+      return gan.generator.apply({**g_params, "batch_stats": stats}, z, train=False)
     return gan.generator.apply(g_params, z)
 
   return _per_member(gan, one)(g_params, root)

@@ -1,0 +1,209 @@
+r"""PacGAN's Table 1: modes, high-quality fraction and reverse KL per (data, m), beside the paper.
+
+configs/study_pacgan_table1.py. Each cell (data x pack size m) is configs/pacgan.py with
+`study.seeds` seeds trained as one population under W/cells/NAME/, ending with
+W/cells/NAME/outcome.json (jgen/studies/runner.py: finished cells are never rerun; an
+interrupted one resumes from its checkpoint). After every cell W/report.json and W/report.md
+are rewritten from the cells finished so far.
+
+Each number is a mean ± standard error over seeds of the final evaluation (PacGAN's
+convention: 2,500 samples, high-quality fraction in percent). A cell is marked when jgen and
+the paper differ by more than 2 combined standard errors, sqrt(se_jgen^2 + se_paper^2), in any
+of the three measures; the marks say "different at this length and seed count", no more.
+"""
+
+import math
+import os
+import time
+
+import ml_collections
+
+from jgen.core import config as config_lib
+from jgen.core import jsonl
+from jgen.studies import runner, stats
+from jgen.trainers import gan as gan_trainer
+
+REPORT_FILE = "report.md"
+MEASURES = ("modes", "high_quality", "reverse_kl")
+# jgen reports high_quality as a fraction; the paper in percent.
+SCALE = {"modes": 1.0, "high_quality": 100.0, "reverse_kl": 1.0}
+MARK_AT = 2.0  # combined standard errors
+
+
+def _names(text: str, what: str) -> list[str]:
+  names = [name for name in text.split(",") if name]
+  if not names:
+    raise ValueError(f"study.{what} is empty; give a comma-separated list")
+  return names
+
+
+def cells(config: ml_collections.ConfigDict) -> list[dict]:
+  """Every cell: {name, data, m}, data-major as in the paper's table."""
+  grid = []
+  for data in _names(config.study.data, "data"):
+    for text in _names(config.study.pack_sizes, "pack_sizes"):
+      m = int(text)
+      if m < 1:
+        raise ValueError(f"study.pack_sizes: {m} is not a pack size (>= 1)")
+      grid.append({"name": f"{data}-m{m}", "data": data, "m": m})
+  return grid
+
+
+def cell_config(config: ml_collections.ConfigDict, cell: dict) -> ml_collections.ConfigDict:
+  run = ml_collections.ConfigDict(config.base.to_dict())
+  for path, value in {
+    "data.name": cell["data"],
+    "model.set_size": cell["m"],
+    "population.size": config.study.seeds,
+  }.items():
+    config_lib.apply_override(run, f"{path}={value}")
+  run.lock()
+  return run
+
+
+def member_outcomes(rows: list[dict]) -> list[dict]:
+  """Per seed: the final evaluation's measures, and modes at every evaluation."""
+  evaluations = [row for row in rows if "modes" in row]
+  final = evaluations[-1]
+  members = final["modes"] if isinstance(final["modes"], list) else [final["modes"]]
+
+  def value(row, key, member):
+    return row[key][member] if isinstance(row[key], list) else row[key]
+
+  return [
+    {
+      "seed_offset": member,
+      **{key: value(final, key, member) for key in MEASURES},
+      "modes_over_time": [[row["step"], value(row, "modes", member)] for row in evaluations],
+    }
+    for member in range(len(members))
+  ]
+
+
+def published_values(config, data: str, m: int) -> dict | None:
+  """{measure: (mean, standard error)} from the paper for this cell, or None if it has none."""
+  table = config.study.published
+  if data not in table or f"m{m}" not in table[data]:
+    return None
+  return {key: tuple(table[data][f"m{m}"][key]) for key in MEASURES}
+
+
+def cell_summary(cell: dict, saved: dict, published: dict | None) -> dict:
+  outcomes = saved["outcomes"]
+  summary = {**cell, "seeds": len(outcomes), "steps": saved["steps"]}
+  summary["wall_seconds"] = saved.get("wall_seconds")
+  summary["undefined_reverse_kl"] = sum(o["reverse_kl"] is None for o in outcomes)
+  far = []
+  for key in MEASURES:
+    mean, error = stats.mean_and_standard_error(
+      [None if o[key] is None else o[key] * SCALE[key] for o in outcomes]
+    )
+    entry = {"mean": mean, "standard_error": error}
+    if published is not None:
+      paper_mean, paper_error = published[key]
+      entry["paper"] = {"mean": paper_mean, "standard_error": paper_error}
+      combined = math.sqrt((error if math.isfinite(error) else 0.0) ** 2 + paper_error**2)
+      entry["combined_errors_apart"] = abs(mean - paper_mean) / combined
+      if entry["combined_errors_apart"] > MARK_AT:
+        far.append(key)
+    summary[key] = entry
+  summary["differs_from_paper"] = far if published is not None else None
+  return summary
+
+
+def build_report(finished: list[tuple[dict, dict]], config) -> dict:
+  summaries = [
+    cell_summary(cell, saved, published_values(config, cell["data"], cell["m"]))
+    for cell, saved in finished
+  ]
+  return _finite_or_none(
+    {
+      "published_source": config.study.published_source,
+      "mark_at_combined_standard_errors": MARK_AT,
+      "cells": summaries,
+    }
+  )
+
+
+def _finite_or_none(value):
+  """NaN/inf (the standard error of one seed) as None, so report.json is valid JSON."""
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  if isinstance(value, dict):
+    return {k: _finite_or_none(v) for k, v in value.items()}
+  if isinstance(value, list | tuple):
+    return [_finite_or_none(v) for v in value]
+  return value
+
+
+def _pm(entry: dict | None, digits: int) -> str:
+  if entry is None or entry["mean"] is None:
+    return "n/a"
+  error = entry["standard_error"]
+  return f"{entry['mean']:.{digits}f} ± {'n/a' if error is None else f'{error:.{digits}f}'}"
+
+
+def report_markdown(report: dict, config) -> str:
+  lines = [
+    "# PacGAN Table 1: jgen beside the paper",
+    "",
+    "Mean ± standard error over seeds of the final evaluation "
+    f"({config.base.eval.num_samples:,} samples); high quality "
+    "in percent. Paper: " + report["published_source"] + ", 10 trials of 400,000 steps. "
+    f"**bold**: more than {MARK_AT:g} combined standard errors from the paper. Read each row "
+    "with its length and seed count.",
+    "",
+    "| data | m | steps | seeds | modes | paper | high quality % | paper | reverse KL | paper |",
+    "|---|---|---|---|---|---|---|---|---|---|",
+  ]
+  for cell in report["cells"]:
+    far = cell["differs_from_paper"] or []
+    row = [cell["data"], str(cell["m"]), f"{cell['steps']:,}", str(cell["seeds"])]
+    for key, digits in (("modes", 1), ("high_quality", 1), ("reverse_kl", 2)):
+      ours = _pm(cell[key], digits)
+      row += [f"**{ours}**" if key in far else ours, _pm(cell[key].get("paper"), digits)]
+    lines.append("| " + " | ".join(row) + " |")
+  undefined = [c for c in report["cells"] if c["undefined_reverse_kl"]]
+  if undefined:
+    lines += [
+      "",
+      "Reverse KL is undefined for a seed with no high-quality sample; left out of the mean: "
+      + ", ".join(f"{c['name']} ({c['undefined_reverse_kl']})" for c in undefined)
+      + ".",
+    ]
+  timed = [c for c in report["cells"] if c.get("wall_seconds")]
+  if timed:
+    lines += ["", "Wall time per cell (all its seeds together, compile included):", ""]
+    lines += [
+      f"- {c['name']}: {c['wall_seconds']:.0f} s for {c['steps']:,} steps x {c['seeds']} seeds"
+      for c in timed
+    ]
+  return "\n".join(lines) + "\n"
+
+
+def run_study(config: ml_collections.ConfigDict, work_dir: str) -> dict:
+  """Trains every unfinished cell, rewriting the report after each; returns the report."""
+  grid = cells(config)
+  configs = [cell_config(config, cell) for cell in grid]
+  for run_config in configs:  # every cell validated before anything trains
+    gan_trainer.Gan.from_config(run_config)
+
+  def train_cell(cell, run_config, cell_dir):
+    started = time.perf_counter()
+    gan_trainer.train_and_evaluate(run_config, cell_dir)
+    rows = jsonl.read_rows(os.path.join(cell_dir, "metrics.jsonl"))
+    return {
+      "cell": cell,
+      "steps": run_config.train.num_steps,
+      "wall_seconds": time.perf_counter() - started,
+      "outcomes": member_outcomes(rows),
+    }
+
+  def write_report(finished):
+    report = build_report(finished, config)
+    runner.write_json(os.path.join(work_dir, "report.json"), report, indent=1, allow_nan=False)
+    with open(os.path.join(work_dir, REPORT_FILE), "w") as f:
+      f.write(report_markdown(report, config))
+    return report
+
+  return runner.run_cells(work_dir, grid, configs, train_cell, write_report, "Table 1")
