@@ -7,6 +7,7 @@ Each case is a folder WORKDIR/cases/ID/ recorded while the run trained
 """
 
 import json
+import os
 import sys
 
 from absl import flags
@@ -22,7 +23,12 @@ def define_flags() -> None:
 
 def main() -> None:
   work_dir = flags.FLAGS.workdir
-  cases = [recorder.summary(case) for case in recorder.list_cases(work_dir)]
+  if not os.path.isdir(work_dir):
+    cli.fail(f"--workdir {work_dir} is not a directory (a run's --workdir holds its cases/)")
+  damaged = []
+  cases = [recorder.summary(case) for case in recorder.list_cases(work_dir, damaged)]
+  for text in damaged:
+    print(f"jgen.cases: warning: {text}", file=sys.stderr)
   if flags.FLAGS.json:
     for case in cases:
       print(json.dumps(case))

@@ -4,10 +4,17 @@ r"""Trains the experiment a config describes.
   python -m jgen.main --config=configs/gan.py:data=grid25 --config.seed=3 --workdir=runs/x
 
 Rerunning the same command resumes from the latest checkpoint in --workdir. Progress goes to
-stderr; the final row, one JSON object, to stdout.
+stderr; the final row, one JSON object, to stdout. SIGTERM or Ctrl-C saves a checkpoint after
+the current chunk and exits with code 75; rerunning resumes from it.
+
+Several processes (one run): `--multihost` joins them with jax.distributed, finding the others
+on TPU pods and under Slurm; elsewhere name them with --coordinator_address, --num_processes
+and --process_id (or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID), as
+launch/local_processes.sh does for N processes on one machine.
 """
 
 import json
+import os
 
 import jax
 from absl import flags
@@ -22,16 +29,59 @@ def define_flags() -> None:
   flags.DEFINE_bool(
     "multihost", False, "Join the other processes first (jax.distributed): TPU pods, multi-node."
   )
+  flags.DEFINE_string(
+    "coordinator_address",
+    os.environ.get("JAX_COORDINATOR_ADDRESS"),
+    "host:port of process 0's coordinator (implies --multihost; env JAX_COORDINATOR_ADDRESS).",
+  )
+  flags.DEFINE_integer(
+    "num_processes",
+    _env_int("JAX_NUM_PROCESSES"),
+    "How many processes the run has (with --coordinator_address; env JAX_NUM_PROCESSES).",
+  )
+  flags.DEFINE_integer(
+    "process_id",
+    _env_int("JAX_PROCESS_ID"),
+    "This process's index, 0..num_processes-1 (env JAX_PROCESS_ID).",
+  )
+
+
+def _env_int(name: str) -> int | None:
+  value = os.environ.get(name)
+  return int(value) if value not in (None, "") else None
+
+
+def _join_processes(args) -> None:
+  explicit = (args.coordinator_address, args.num_processes, args.process_id)
+  if not args.multihost and all(value is None for value in explicit):
+    return
+  if any(value is not None for value in explicit) and None in explicit:
+    cli.fail(
+      "--coordinator_address, --num_processes and --process_id go together (or set "
+      "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID); leave all three out for "
+      "--multihost to find the processes on a TPU pod or under Slurm"
+    )
+  # CPU processes exchange collectives through gloo (their default has none across processes);
+  # accelerators use their own, so this changes nothing there.
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(
+    coordinator_address=args.coordinator_address,
+    num_processes=args.num_processes,
+    process_id=args.process_id,
+  )
 
 
 def main() -> None:
-  config = flags.FLAGS.config
+  args = flags.FLAGS
+  config = args.config
+  if os.path.exists(args.workdir) and not os.path.isdir(args.workdir):
+    cli.fail(f"--workdir {args.workdir} is an existing file, not a directory: pass a folder")
   if config.get("deterministic", False):
     parallel.enable_gpu_determinism()  # before the first JAX computation starts a backend
-  if flags.FLAGS.multihost:
-    jax.distributed.initialize()
+  _join_processes(args)
   trainer = trainers.get_trainer(config.trainer)
-  print(json.dumps(trainer.train_and_evaluate(config, flags.FLAGS.workdir)))
+  # Every process prints the final row: the same row, which shows that they agree.
+  print(json.dumps(trainer.train_and_evaluate(config, args.workdir)))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ exits 1. A case recorded on another platform or with other library versions is r
 The library is jgen/collapse/replay.py.
 """
 
+import difflib
 import os
 import re
 
@@ -18,6 +19,8 @@ from absl import flags
 
 from jgen.collapse import counterfactual, recorder, replay
 from jgen.core import cli, parallel
+from jgen.core import config as config_lib
+from jgen.run import workdir
 
 
 def define_flags() -> None:
@@ -50,6 +53,7 @@ def main() -> int:
       + "\nPass --allow_mismatch to replay anyway and report the first divergence.",
       code=2,
     )
+  _check_overrides(case, args.override)
   slug = re.sub(r"[^\w.=-]+", "_", "+".join(args.override))[:80]
   out_dir = args.out or os.path.join(
     case["dir"], f"counterfactual-{slug}" if args.override else "replay"
@@ -69,6 +73,20 @@ def main() -> int:
   if args.dump:
     print(f"per-step metrics and frames in {out_dir}")
   return 0
+
+
+def _check_overrides(case: dict, overrides: list[str]) -> None:
+  """Every override names a key of the case's config, before anything runs (did you mean?)."""
+  config = recorder.case_config(case)
+  keys = sorted(workdir.flatten(config.to_dict()))
+  for override in overrides:
+    try:
+      config_lib.apply_override(config, override)
+    except ValueError as error:
+      path = override.partition("=")[0].removeprefix("config.")
+      close = difflib.get_close_matches(path, keys, n=1)
+      hint = f" Did you mean config.{close[0]}?" if close and path not in keys else ""
+      cli.fail(f"--override: {error}.{hint}")
 
 
 if __name__ == "__main__":

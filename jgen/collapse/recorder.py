@@ -192,9 +192,8 @@ class CaseRecorder:
     case_dir, start = case["dir"], case["start_step"]
     end = min(case["end_step"], step)
     trace_rows = self._trace_log.steps(start, end)
-    trace_rows.tofile(os.path.join(case_dir, "trace.u32"))
-    with open(os.path.join(case_dir, "parts.jsonl"), "w") as f:
-      f.writelines(json.dumps(p) + "\n" for p in self._trace_log.parts(start - 1, end))
+    jsonl.replace_bytes(os.path.join(case_dir, "trace.u32"), trace_rows.tobytes())
+    jsonl.replace_rows(os.path.join(case_dir, "parts.jsonl"), self._trace_log.parts(start - 1, end))
     all_rows = jsonl.read_rows(os.path.join(self._work_dir, "metrics.jsonl"))
     rows = [r for r in all_rows if start <= r["step"] <= end]
     evaluated = [r["step"] for r in all_rows if "modes" in r and r["step"] <= start]
@@ -216,10 +215,8 @@ class CaseRecorder:
 
 
 def _write_case(case: dict) -> None:
-  path = os.path.join(case["dir"], CASE_FILE)
-  with open(path + ".tmp", "w") as f:
-    json.dump({k: v for k, v in case.items() if k != "dir"}, f, indent=1, default=_jsonable)
-  os.replace(path + ".tmp", path)  # a crash never leaves half a case.json
+  text = json.dumps({k: v for k, v in case.items() if k != "dir"}, indent=1, default=_jsonable)
+  jsonl.replace_bytes(os.path.join(case["dir"], CASE_FILE), text.encode())
 
 
 def _jsonable(value):
@@ -228,12 +225,24 @@ def _jsonable(value):
   raise TypeError(f"not JSON serializable: {type(value)}")
 
 
+class DamagedCaseError(ValueError):
+  pass
+
+
 def load_case(case_dir: str) -> dict:
   path = os.path.join(case_dir, CASE_FILE)
+  if not os.path.isdir(case_dir):
+    raise ValueError(f"{case_dir} is not a case: no such directory")
   if not os.path.exists(path):
-    raise ValueError(f"{case_dir} is not a case: it has no {CASE_FILE}")
-  with open(path) as f:
-    case = json.load(f)
+    raise DamagedCaseError(f"{case_dir} is not a case: it has no {CASE_FILE}")
+  try:
+    with open(path) as f:
+      case = json.load(f)
+  except json.JSONDecodeError as error:
+    raise DamagedCaseError(
+      f"{path} is damaged ({error.msg} at line {error.lineno}, column {error.colno}; "
+      f"truncated?): the case cannot be read; delete {case_dir} or restore the file"
+    ) from None
   case["dir"] = case_dir
   return case
 
@@ -255,14 +264,34 @@ def traced_columns(case: dict) -> tuple[str, ...]:
 
 def read_trace(case: dict) -> np.ndarray:
   path = os.path.join(case["dir"], "trace.u32")
-  return np.fromfile(path, np.uint32).reshape(-1, len(traced_columns(case)))
+  if not os.path.exists(path):
+    raise DamagedCaseError(
+      f"case {case['id']} has no trace.u32 ({path}): its per-step digests are gone, so it "
+      "cannot be replayed; re-record the case by rerunning its run in a new --workdir"
+    )
+  words = np.fromfile(path, np.uint32)
+  columns = len(traced_columns(case))
+  if len(words) % columns:
+    raise DamagedCaseError(f"{path} is damaged: its size is not a whole number of trace rows")
+  return words.reshape(-1, columns)
 
 
-def list_cases(work_dir: str) -> list[dict]:
+def list_cases(work_dir: str, damaged: list | None = None) -> list[dict]:
+  """The cases of a run; a case whose case.json is damaged is left out with a warning (or its
+  error appended to `damaged`), so one broken case does not block a resume."""
   cases_dir = os.path.join(work_dir, "cases")
   if not os.path.isdir(cases_dir):
     return []
-  return [load_case(os.path.join(cases_dir, name)) for name in sorted(os.listdir(cases_dir))]
+  cases = []
+  for name in sorted(os.listdir(cases_dir)):
+    try:
+      cases.append(load_case(os.path.join(cases_dir, name)))
+    except DamagedCaseError as error:
+      if damaged is None:
+        logging.warning("%s", error)
+      else:
+        damaged.append(str(error))
+  return cases
 
 
 SUMMARY_KEYS = ("step", "modes", "reverse_kl", "diversity")

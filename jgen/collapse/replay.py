@@ -64,12 +64,24 @@ def restore_start(case: dict, trainer, root) -> tuple[object, list]:
   others from the checkpoint.
   """
   like = _abstract_state(trainer, root)
+  step_dir = os.path.join(case["dir"], "checkpoints", str(case["start_step"]))
+  if not os.path.isdir(step_dir):
+    raise recorder.DamagedCaseError(
+      f"case {case['id']} has no checkpoint at its start step {case['start_step']} "
+      f"({step_dir} is missing), so it cannot be replayed; re-record it by rerunning its run "
+      "in a new --workdir"
+    )
   ckpts = checkpoints.Checkpoints(case["dir"], keep=1000)
   try:
     try:
       return ckpts.restore(case["start_step"], like=like), []
     except ValueError:
-      stored = ckpts.restore_raw(case["start_step"])
+      try:
+        stored = ckpts.restore_raw(case["start_step"])
+      except Exception as error:  # a damaged checkpoint fails both ways
+        raise _damaged(case, step_dir, error) from None
+    except Exception as error:
+      raise _damaged(case, step_dir, error) from None
   finally:
     ckpts.close()
   parts, fresh_names, fresh = {}, [], None
@@ -89,6 +101,15 @@ def restore_start(case: dict, trainer, root) -> tuple[object, list]:
     for names in _by_owner(fresh_names)
   ]
   return type(like)(**parts), notes
+
+
+def _damaged(case: dict, step_dir: str, error: Exception) -> Exception:
+  lines = str(error).strip().splitlines()
+  return recorder.DamagedCaseError(
+    f"the start checkpoint of case {case['id']} ({step_dir}) cannot be read "
+    f"({type(error).__name__}: {lines[0][:160] if lines else ''}); the case is damaged: "
+    "re-record it by rerunning its run in a new --workdir"
+  )
 
 
 def _by_owner(names: list[str]) -> list[list[str]]:
@@ -190,7 +211,13 @@ def verify(
   recorded_trace = recorder.read_trace(case)
   columns = recorder.traced_columns(case)
   recorded_parts = _recorded_parts(case)
-  state, _ = restore_start(case, trainer, root)
+  state, notes = restore_start(case, trainer, root)
+  if notes:  # verification replays the recorded run: its config must fit its checkpoint
+    raise recorder.DamagedCaseError(
+      f"{os.path.join(case['dir'], recorder.CASE_FILE)}'s config does not fit the case's "
+      f"checkpoint ({'; '.join(n.split(':')[0] for n in notes)} have other shapes): was "
+      "case.json edited? Restore it, or branch with --override=config.a.b=value instead"
+    )
   _check_parts(start, trace.part_digests(state), recorded_parts, "the start checkpoint")
   data = trainer.step_data(config, root, data, start, end)
   setup_seconds = time.perf_counter() - setup_clock

@@ -22,6 +22,8 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
+from jax.experimental import multihost_utils
 
 from jgen.core import digest, jsonl
 
@@ -56,10 +58,18 @@ def trace_row(indices: jax.Array, *parts) -> jax.Array:
   return jnp.stack([array_digest(indices), *(tree_digest_u32(part) for part in parts)])
 
 
+def _gathered(leaf):
+  # A population sharded over processes: each holds only its members; every process digests
+  # the whole (a collective, so all processes call this together).
+  if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable and not leaf.is_fully_replicated:
+    return multihost_utils.process_allgather(leaf, tiled=True)
+  return leaf
+
+
 def part_digests(state) -> dict[str, str]:
   """sha256 (hex) of each field of a train state (a dataclass), in field order, on the host."""
   return {
-    field.name: digest.tree_digest(getattr(state, field.name))
+    field.name: digest.tree_digest(jax.tree.map(_gathered, getattr(state, field.name)))
     for field in dataclasses.fields(state)
   }
 
@@ -78,7 +88,9 @@ class TraceLog:
   """WORKDIR/trace/: steps.u32 (rows of [step, indices, *traced_parts] uint32), parts.jsonl.
 
   Append-only while training; on resume, rows past the restored step are dropped
-  (the resumed run recomputes them bit for bit), as metrics.jsonl does.
+  (the resumed run recomputes them bit for bit), as metrics.jsonl does, by an atomic
+  rewrite (a temporary file renamed over the old). A partial last row left by a crash or a
+  full disk is dropped with a warning.
   """
 
   def __init__(self, workdir: str, traced_parts, resume_step: int, enabled: bool = True):
@@ -90,11 +102,12 @@ class TraceLog:
     if not enabled:
       return
     os.makedirs(self._dir, exist_ok=True)
-    rows = self.steps(-1, resume_step)
-    rows.tofile(self._steps_path)
-    parts = [p for p in self._read_parts() if p["step"] <= resume_step]
-    with open(self._parts_path, "w") as f:
-      f.writelines(json.dumps(p) + "\n" for p in parts)
+    if os.path.exists(self._steps_path):
+      table = self._table()
+      rows = self.steps(-1, resume_step)
+      if len(rows) != len(table) or os.path.getsize(self._steps_path) != table.nbytes:
+        jsonl.replace_bytes(self._steps_path, rows.tobytes())
+    jsonl.keep_rows(self._parts_path, lambda p: p["step"] <= resume_step)
 
   def append_steps(self, first_step: int, rows_KxP: np.ndarray) -> None:
     """Trace rows of steps first_step+1 .. first_step+K (the step each update produced)."""
@@ -112,10 +125,19 @@ class TraceLog:
 
   def steps(self, after: int, through: int) -> np.ndarray:
     """uint32 rows [step, indices, *traced_parts] with after < step <= through."""
+    table = self._table()
+    return table[(table[:, 0].astype(np.int64) > after) & (table[:, 0] <= through)]
+
+  def _table(self) -> np.ndarray:
     if not os.path.exists(self._steps_path):
       return np.zeros((0, self.columns), np.uint32)
-    table = np.fromfile(self._steps_path, np.uint32).reshape(-1, self.columns)
-    return table[(table[:, 0].astype(np.int64) > after) & (table[:, 0] <= through)]
+    words = np.fromfile(self._steps_path, np.uint32)
+    whole = len(words) - len(words) % self.columns
+    if whole != len(words) or os.path.getsize(self._steps_path) % 4:
+      logging.warning(
+        "%s: dropped a partial last row left by an interrupted write.", self._steps_path
+      )
+    return words[:whole].reshape(-1, self.columns)
 
   def parts(self, after: int, through: int) -> list[dict]:
     return [p for p in self._read_parts() if after < p["step"] <= through]

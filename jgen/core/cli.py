@@ -29,8 +29,9 @@ A command reads:
     probe ("Unable to initialize backend 'tpu' ... Failed to open libtpu.so"), tensorstore and
     the distributed runtime, which log every save and probe at INFO;
   * runs main(), ends quietly when a reader closes the pipe (`jgen.X | head`), and turns a
-    ValueError or RuntimeError into `jgen.X: error: <message>` and exit code 1. JGEN_DEBUG=1
-    re-raises instead, with the traceback.
+    ValueError or RuntimeError into `jgen.X: error: <message>` and exit code 1 (or the
+    error's `exit_code`: 75 for a run stopped by SIGTERM or Ctrl-C after its checkpoint).
+    JGEN_DEBUG=1 re-raises instead, with the traceback.
 
 A command whose failures need another exit code, or a message before it stops, calls
 cli.fail(message, code).
@@ -214,9 +215,16 @@ def run(
       # /dev/null so that Python's flush at exit does not raise again.
       os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
       return 0
+    except KeyboardInterrupt:
+      # A second Ctrl-C while the first one's checkpoint was being written.
+      fail("interrupted before a checkpoint was saved; rerun the same command to resume", 130, name)
     except (ValueError, RuntimeError) as error:
       if os.environ.get(DEBUG_ENV):
         raise
+      code = getattr(error, "exit_code", None)
+      if code is not None:  # a stop that saved its checkpoint (SIGTERM, Ctrl-C): not an error
+        print(f"{name}: {error}", file=sys.stderr, flush=True)
+        sys.exit(code)
       fail(str(error), program=name)
 
   app.run(absl_main, flags_parser=flags_parser(name))

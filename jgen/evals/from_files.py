@@ -62,6 +62,16 @@ def load_samples(path: str, shape: tuple[int, ...] = (2,)) -> np.ndarray:
       f"{bad_values} non-finite values (NaN or inf) in {int((~finite_N).sum())} of "
       f"{samples.shape[0]} samples in {path}"
     )
+  # The metrics compute in float32: a value beyond its range (~3.4e38) would become inf there.
+  if samples.dtype.kind == "f" and samples.dtype.itemsize > 4:
+    too_big_N = (np.abs(samples) > np.finfo(np.float32).max).reshape(len(samples), -1).any(axis=1)
+    if too_big_N.any():
+      first = int(np.argmax(too_big_N))
+      raise EvaluateError(
+        f"{int(too_big_N.sum())} of {samples.shape[0]} samples in {path} hold values beyond "
+        f"float32's range (first: sample {first}, max |value| {np.abs(samples).max():.3g}), "
+        "which the metrics' float32 arithmetic turns into inf; rescale or drop them"
+      )
   return samples
 
 

@@ -17,11 +17,14 @@ its spec object:
   describe(), progress_text(row), curves
 and optionally begin(work_dir), check_resume(work_dir, config), finalize(...).
 
-The loop does the rest, the same way for every trainer: refuse a changed config or resume
-from the newest checkpoint; dispatch chunks that end on every log, evaluation and
+The loop does the rest, the same way for every trainer: take the workdir's lock; refuse a
+changed config or fingerprint, or resume from the newest checkpoint that passes its digests
+(falling back past damaged ones); dispatch chunks that end on every log, evaluation and
 checkpoint step; fetch metrics only at log steps; stop on a non-finite loss keeping the
-last good checkpoint; log rows with one `state_digest`; evaluate, picture, checkpoint and
-feed the collapse detectors; print progress with an ETA; return the final row.
+last good checkpoint; log rows with one `state_digest`; evaluate, picture, checkpoint (with
+the state's digests and the run's fingerprint) and feed the collapse detectors; surface a
+failed save after the chunk it failed in; on SIGTERM or SIGINT checkpoint after the current
+chunk and raise signals.StopRequested; print progress with an ETA; return the final row.
 """
 
 import dataclasses
@@ -31,11 +34,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 
 from jgen.collapse import recorder as recorder_lib
 from jgen.collapse import trace
 from jgen.core import jsonl, parallel
-from jgen.run import checkpoints, workdir
+from jgen.run import checkpoints, fingerprint, lock, signals, workdir
 from jgen.run.schedule import Progress, Schedule, format_seconds
 from jgen.viz import plots
 
@@ -130,11 +134,29 @@ class _Session:
   log: workdir.MetricsLog
   trace_log: trace.TraceLog
   recorder: recorder_lib.CaseRecorder
+  stops: signals.StopRequests
+  identity: dict = dataclasses.field(default_factory=dict)
+  verified: bool = True  # the restored checkpoint (if any) matched its recorded digests
 
 
 def train(trainer, config, work_dir: str, root: jax.Array, data) -> dict:
-  """Trains `trainer` in `work_dir` (resuming from its newest checkpoint); the final row."""
+  """Trains `trainer` in `work_dir` (resuming from its newest checkpoint); the final row.
+
+  Raises signals.StopRequested after checkpointing when SIGTERM or SIGINT arrives.
+  """
   schedule = Schedule.from_config(config.train)
+  checkpoints.check_keep(config.train.keep_checkpoints)
+  workdir.check_config(config)
+  workdir.prepare(work_dir)
+  held = lock.acquire_for_run(work_dir)
+  try:
+    with signals.StopRequests() as stops:
+      return _train(trainer, config, work_dir, root, data, schedule, stops)
+  finally:
+    held.release()
+
+
+def _train(trainer, config, work_dir, root, data, schedule, stops) -> dict:
   workdir.check_resumable(work_dir, config)
   if hasattr(trainer, "check_resume"):
     trainer.check_resume(work_dir, config)
@@ -142,12 +164,26 @@ def train(trainer, config, work_dir: str, root: jax.Array, data) -> dict:
   if hasattr(trainer, "begin"):
     trainer.begin(work_dir)
   state = trainer.init_state(root)
+  identity = fingerprint.fingerprint(config)
   ckpts = checkpoints.Checkpoints(work_dir, keep=config.train.keep_checkpoints)
   try:
-    start = ckpts.latest_step() or 0
+    fingerprint.check(ckpts.newest_record(), identity, work_dir)
+    state, start, verified = ckpts.restore_verified(state)
     if start:
-      state = ckpts.restore(start, like=state)
-      logging.info("Resumed from the checkpoint at step %d.", start)
+      logging.info(
+        "Resumed from the checkpoint at step %d (%s).",
+        start,
+        "digests verified" if verified else "unverified",
+      )
+    if start > schedule.num_steps:
+      logging.warning(
+        "train.num_steps=%d is below the newest checkpoint (step %d): nothing to train; the "
+        "final row reports the state at step %d (checkpoints are never rewound: for a shorter "
+        "run use a new --workdir).",
+        schedule.num_steps,
+        start,
+        start,
+      )
     is_chief = jax.process_index() == 0
     if is_chief:
       workdir.write_config(work_dir, config)
@@ -167,16 +203,22 @@ def train(trainer, config, work_dir: str, root: jax.Array, data) -> dict:
       is_chief and trainer.trace,
     )
     if start == 0:  # a case that fires before the first periodic checkpoint starts here
-      ckpts.save(0, state)
-      trace_log.append_parts(0, trace.part_digests(state))
+      parts = trace.part_digests(state)
+      ckpts.save(0, state, parts, identity)
+      trace_log.append_parts(0, parts)
     data = trainer.step_data(config, root, data, start, schedule.num_steps)
-    session = _Session(trainer, schedule, root, data, work_dir, ckpts, log, trace_log, recorder)
+    session = _Session(
+      trainer, schedule, root, data, work_dir, ckpts, log, trace_log, recorder, stops
+    )
+    session.identity, session.verified = identity, verified
     try:
       state, final_row = _loop(session, state, start)
     finally:
       log.close()
-  finally:
-    ckpts.close()
+  except BaseException:
+    ckpts.close(raise_errors=False)  # the error in flight is the one to report
+    raise
+  ckpts.close()
   if hasattr(trainer, "finalize"):
     final_row = trainer.finalize(state, root, data, work_dir, config, final_row)
   if jax.process_index() == 0:
@@ -194,13 +236,17 @@ def _loop(session: _Session, state, start: int):
   trainer, schedule = session.trainer, session.schedule
   logging.info("%s: %d steps from %d.", trainer.describe(), schedule.num_steps, start)
   progress = Progress(start, schedule.num_steps)
-  step, pending, last_eval = start, [], None
+  step, pending, last_eval = start, _load_window(session, start), None
   while step < schedule.num_steps and not session.recorder.stop_requested:
     length = schedule.chunk_length(step)
     state, chunk_outputs = run_chunk(trainer, state, session.root, session.data, length)
     pending.append((step, chunk_outputs))  # fetched only at log steps
     step += length
+    session.ckpts.check()  # a failed asynchronous save stops the run now, not a save later
+    stop = session.stops.should_stop() and step < schedule.num_steps
     if not schedule.should_log(step):
+      if stop:
+        _stop(session, state, step, pending)
       continue
     window = _fetch_window(session, pending)
     pending = []
@@ -217,9 +263,11 @@ def _loop(session: _Session, state, start: int):
     session.log.write(row)
     session.recorder.on_evaluation(row, schedule.num_steps)
     if schedule.should_checkpoint(step):
-      session.ckpts.save(step, state)
+      session.ckpts.save(step, state, parts, session.identity)
     logging.info("%s", _progress_line(trainer, row, schedule.num_steps, eta))
     progress.restart_window(step)
+    if stop:
+      _stop(session, state, step, [], saved=schedule.should_checkpoint(step), parts=parts)
   if session.recorder.stop_requested:
     logging.warning("Stopped at step %d: collapse.on_trigger=stop.", step)
   if last_eval is None:  # already complete: report the final state without training
@@ -227,6 +275,44 @@ def _loop(session: _Session, state, start: int):
     digest = trace.state_digest(trace.part_digests(state))
     last_eval = {"step": step, **eval_row, "state_digest": digest}
   return state, last_eval
+
+
+def _window_path(session: _Session, step: int) -> str:
+  return os.path.join(session.ckpts.directory, f"{step}.window.npz")
+
+
+def _stop(session: _Session, state, step: int, pending, saved=False, parts=None):
+  """Checkpoints the state after a SIGTERM or SIGINT and raises signals.StopRequested.
+
+  Steps since the last logged row are kept with the checkpoint (their trace rows on disk,
+  their metrics in S.window.npz), so the resumed run logs exactly the rows an uninterrupted
+  one would."""
+  if pending:
+    fetched = _fetch_steps(session, pending)
+    if jax.process_index() == 0:
+      window = {k: np.concatenate([o[k] for o in fetched]) for k in session.trainer.metric_names}
+      with open(_window_path(session, step), "wb") as f:
+        np.savez(f, first_step=pending[0][0], **window)
+  if parts is None:  # not a logged step: its digests are not on disk yet
+    parts = trace.part_digests(state)
+    session.trace_log.append_parts(step, parts)
+  if not saved:
+    session.ckpts.save(step, state, parts, session.identity)
+  session.ckpts.wait()
+  raise signals.StopRequested(
+    f"stopped by {session.stops.signal_name} at step {step} of {session.schedule.num_steps}: "
+    f"checkpoint saved in {session.ckpts.step_dir(step)}; rerun the same command to resume"
+  )
+
+
+def _load_window(session: _Session, start: int) -> list:
+  """The metrics of the steps a stopped run took after its last logged row."""
+  path = _window_path(session, start)
+  if session.schedule.should_log(start) or not os.path.exists(path):
+    return []
+  with np.load(path) as stored:
+    window = {k: stored[k] for k in session.trainer.metric_names}
+    return [(int(stored["first_step"]), window)]
 
 
 def _evaluate_and_picture(session: _Session, state, step: int) -> dict:
@@ -249,11 +335,35 @@ def _member_digests_u32(state) -> jax.Array:
 
 def _member_digests(state) -> list[str]:
   """A 32-bit device digest per member (sha256 of P states would cost seconds per row)."""
-  return [f"{int(d):08x}" for d in jax.device_get(_member_digests_u32(state))]
+  digests = _member_digests_u32(state)
+  if not digests.is_fully_addressable:  # members sharded over processes
+    digests = multihost_utils.process_allgather(digests, tiled=True)
+  return [f"{int(d):08x}" for d in jax.device_get(digests)]
 
 
 def _fetch_window(session: _Session, pending) -> dict:
-  """Means of the metrics since the last row, and the window's trace rows to disk.
+  """Means of the metrics since the last row."""
+  fetched = _fetch_steps(session, pending)
+  names = session.trainer.metric_names
+  window = {k: np.concatenate([o[k] for o in fetched]).mean(axis=0) for k in names}
+  return {k: v.tolist() if v.ndim else float(v) for k, v in window.items()}
+
+
+def _non_finite_advice(session: _Session) -> str:
+  if not session.verified:
+    return (
+      f"The run resumed from an unverified checkpoint (no digests recorded), so a damaged "
+      f"checkpoint may be the cause as well as the settings: {session.trainer.non_finite_hint}, "
+      "in a new --workdir, or resume from an older checkpoint."
+    )
+  return (
+    f"The last good checkpoint is step {session.ckpts.latest_step()}: "
+    f"{session.trainer.non_finite_hint}, in a new --workdir, or resume from it."
+  )
+
+
+def _fetch_steps(session: _Session, pending) -> list[dict]:
+  """The per-step metrics of `pending` chunks on the host, their trace rows to disk.
 
   Stops the run on a non-finite metric, after recording the steps that led to it.
   """
@@ -269,12 +379,10 @@ def _fetch_window(session: _Session, pending) -> dict:
       case_dir = session.recorder.on_non_finite(bad_step, values)
       recorded = f" The steps leading to it are recorded in {case_dir}." if case_dir else ""
       raise NonFiniteError(
-        f"non-finite loss at step {bad_step} ({values}); training stopped. The last good "
-        f"checkpoint is step {session.ckpts.latest_step()}: {trainer.non_finite_hint}, in a "
-        f"new --workdir, or resume from it.{recorded}"
+        f"non-finite loss at step {bad_step} ({values}); training stopped. "
+        f"{_non_finite_advice(session)}{recorded}"
       )
-  window = {k: np.concatenate([o[k] for o in fetched]).mean(axis=0) for k in trainer.metric_names}
-  return {k: v.tolist() if v.ndim else float(v) for k, v in window.items()}
+  return fetched
 
 
 def _progress_line(trainer, row: dict, num_steps: int, eta: str) -> str:

@@ -11,6 +11,7 @@ import os
 
 import ml_collections
 import tensorboardX
+from absl import logging
 
 from jgen.core import jsonl
 
@@ -32,30 +33,31 @@ class WorkdirMismatchError(ValueError):
   pass
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
+def flatten(tree: dict, prefix: str = "") -> dict:
+  """{'a.b': value} of a nested dict."""
   flat = {}
   for key, value in tree.items():
     name = f"{prefix}{key}"
     if isinstance(value, dict):
-      flat.update(_flatten(value, f"{name}."))
+      flat.update(flatten(value, f"{name}."))
     else:
       flat[name] = value
   return flat
 
 
-def _resumable(key: str) -> bool:
+def is_resumable(key: str) -> bool:
   # Detectors and the trace observe the run; they never change what it computes.
   return key in RESUMABLE_CHANGES or key.startswith("collapse.")
 
 
 def config_differences(old: dict, new: dict) -> list[str]:
   """The keys whose values differ (or exist in only one), except resumable ones."""
-  old_flat, new_flat = _flatten(old), _flatten(new)
+  old_flat, new_flat = flatten(old), flatten(new)
   keys = sorted(set(old_flat) | set(new_flat))
   return [
     f"{key}: {old_flat.get(key, '<absent>')!r} -> {new_flat.get(key, '<absent>')!r}"
     for key in keys
-    if not _resumable(key) and old_flat.get(key) != new_flat.get(key)
+    if not is_resumable(key) and old_flat.get(key) != new_flat.get(key)
   ]
 
 
@@ -64,8 +66,13 @@ def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     return
-  with open(path) as f:
-    old = json.load(f)
+  try:
+    with open(path) as f:
+      old = json.load(f)
+  except json.JSONDecodeError as error:
+    # The checkpoints' fingerprint still guards the run (jgen/run/fingerprint.py).
+    logging.warning("%s is damaged (%s); it will be rewritten from this run's config.", path, error)
+    return
   differences = config_differences(old, config.to_dict())
   if differences:
     raise WorkdirMismatchError(
@@ -76,8 +83,28 @@ def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
 
 
 def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    json.dump(config.to_dict(), f, indent=2, sort_keys=True)
+  text = json.dumps(config.to_dict(), indent=2, sort_keys=True)
+  jsonl.replace_bytes(os.path.join(workdir, "config.json"), text.encode())
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Values every trainer's loop relies on, checked before anything is written."""
+  evaluation = config.get("eval")
+  if evaluation is not None and "num_samples" in evaluation and evaluation.num_samples < 1:
+    raise ValueError(
+      f"eval.num_samples must be >= 1 (got {evaluation.num_samples}): every evaluation draws "
+      "that many samples; set --config.eval.num_samples=N"
+    )
+
+
+def prepare(workdir: str) -> None:
+  """Creates `workdir`, or says in one line why it cannot be one."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ValueError(f"--workdir {workdir} is an existing file, not a directory: pass a folder")
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as error:
+    raise ValueError(f"cannot create --workdir {workdir}: {error.strerror}") from None
 
 
 def _json_safe(value):
@@ -101,12 +128,7 @@ class MetricsLog:
   def _drop_rows_after(self, step: int) -> None:
     """A crashed run may have logged past its last checkpoint; the resumed run
     recomputes those steps bit for bit, so their old rows are dropped, not lost."""
-    if not os.path.exists(self.path):
-      return
-    rows = jsonl.read_rows(self.path)
-    kept = [row for row in rows if row["step"] <= step]
-    if len(kept) != len(rows):
-      jsonl.write_rows(self.path, kept)
+    jsonl.keep_rows(self.path, lambda row: row["step"] <= step)
 
   def write(self, row: dict) -> None:
     if not self._enabled:

@@ -1,0 +1,75 @@
+"""SIGTERM and SIGINT stop a run cleanly: finish the current chunk, checkpoint, exit.
+
+A preempted TPU VM, a Slurm time limit or `kill` sends SIGTERM; Ctrl-C sends SIGINT. The
+first of either is a request the loop reads after each chunk; a second Ctrl-C stops at once
+(KeyboardInterrupt), for a user who will not wait for the checkpoint.
+
+In a multi-process run every process must stop at the same step, or the processes that went
+on would wait forever in the next step's collectives. JAX's distributed runtime already
+listens for SIGTERM on each process and agrees on a step in the background
+(jax.experimental.multihost_utils.reached_preemption_sync_point); the loop asks it after
+every chunk with the chunk's ordinal, which all processes share. SIGINT is turned into the
+same notice by sending SIGTERM to the process itself.
+"""
+
+import os
+import signal
+import threading
+
+import jax
+from jax.experimental import multihost_utils
+
+# The exit status of a run stopped by a signal after saving its checkpoint: EX_TEMPFAIL
+# ("try again later"), so schedulers and scripts can tell it from a failure and requeue it.
+EXIT_STOPPED = 75
+
+
+class StopRequested(RuntimeError):
+  """Raised by the loop after the checkpoint of a requested stop is on disk."""
+
+  exit_code = EXIT_STOPPED
+
+
+def _distributed() -> bool:
+  return jax.process_count() > 1
+
+
+class StopRequests:
+  """Installs the handlers for the duration of a run (a context manager)."""
+
+  def __init__(self):
+    self.signal_name = None
+    self._previous = {}
+    self._chunks = 0
+
+  def __enter__(self):
+    if threading.current_thread() is not threading.main_thread():
+      return self  # handlers can only be installed from the main thread
+    # Multi-process: SIGTERM stays with JAX's preemption notifier, which agrees on a step.
+    wanted = (signal.SIGINT,) if _distributed() else (signal.SIGINT, signal.SIGTERM)
+    for number in wanted:
+      self._previous[number] = signal.signal(number, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    for number, handler in self._previous.items():
+      signal.signal(number, handler)
+    self._previous = {}
+
+  def _handle(self, number, frame):
+    del frame
+    if self.signal_name is not None and number == signal.SIGINT:
+      raise KeyboardInterrupt  # a second Ctrl-C: stop now
+    self.signal_name = signal.Signals(number).name
+    if _distributed():
+      os.kill(os.getpid(), signal.SIGTERM)  # the runtime's notifier tells the other processes
+
+  def should_stop(self) -> bool:
+    """Called once after every chunk, by every process: True when all should stop now."""
+    self._chunks += 1
+    if not _distributed():
+      return self.signal_name is not None
+    if multihost_utils.reached_preemption_sync_point(self._chunks):
+      self.signal_name = self.signal_name or "SIGTERM"
+      return True
+    return False
