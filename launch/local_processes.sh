@@ -41,9 +41,12 @@ while [ "${#running[@]}" -gt 0 ]; do
       echo "local_processes: process $i of $n ended with $how; stopping the others. Rerun the" \
         "same command to resume from the last checkpoint in $workdir." >&2
       kill -TERM "${pids[@]}" 2>/dev/null
-      (sleep 20 && kill -KILL "${pids[@]}" 2>/dev/null) &
+      # A process waiting in a collective on the dead one never reaches a stopping point.
+      (sleep 10 && kill -KILL "${pids[@]}") >/dev/null 2>&1 &
+      watchdog=$!
     fi
   fi
   unset done_pid
 done
+[ -n "${watchdog:-}" ] && kill "$watchdog" 2>/dev/null
 exit "$status"

@@ -95,6 +95,9 @@ def _is_noisy(record: std_logging.LogRecord) -> bool:
 
 
 def _filter(record: std_logging.LogRecord) -> bool:
+  if record.exc_info and _is_noisy(record) and not os.environ.get(DEBUG_ENV):
+    # A library's traceback (orbax's failed background save): jgen reports it in one line.
+    return False
   return record.levelno >= std_logging.WARNING or not _is_noisy(record)
 
 

@@ -155,7 +155,8 @@ class Checkpoints:
 
   def save(self, step: int, state, parts: dict | None = None, identity: dict | None = None):
     """Starts writing checkpoint `step` (asynchronously) and its digests record."""
-    self.check()
+    # orbax waits for the previous save here anyway; waiting first names its failure rightly.
+    self.wait()
     if parts is not None and jax.process_index() == 0:
       record = {"step": step, "parts": parts, "fingerprint": identity}
       path = os.path.join(self.directory, f"{step}{DIGESTS_SUFFIX}")

@@ -271,7 +271,7 @@ def _loop(session: _Session, state, start: int):
   if session.recorder.stop_requested:
     logging.warning("Stopped at step %d: collapse.on_trigger=stop.", step)
   if last_eval is None:  # already complete: report the final state without training
-    _, eval_row = trainer.evaluate(state, session.root, session.data)
+    _, eval_row = trainer.evaluate(_readable(trainer, state), session.root, session.data)
     digest = trace.state_digest(trace.part_digests(state))
     last_eval = {"step": step, **eval_row, "state_digest": digest}
   return state, last_eval
@@ -315,9 +315,21 @@ def _load_window(session: _Session, start: int) -> list:
     return [(int(stored["first_step"]), window)]
 
 
+def _readable(trainer, state):
+  """`state`, replicated on every device if it is sharded over processes (a population split
+  over hosts): a trainer's evaluation reads its outputs on the host, which needs every member
+  in every process."""
+  local = lambda x: not isinstance(x, jax.Array) or x.is_fully_addressable or x.is_fully_replicated
+  if all(local(x) for x in jax.tree.leaves(state)):
+    return state
+  replicated = parallel.replicated(trainer.state_sharding.mesh)
+  gather = _jitted(trainer, "replicate", lambda: jax.jit(lambda s: s, out_shardings=replicated))
+  return gather(state)
+
+
 def _evaluate_and_picture(session: _Session, state, step: int) -> dict:
   trainer = session.trainer
-  samples, eval_row = trainer.evaluate(state, session.root, session.data)
+  samples, eval_row = trainer.evaluate(_readable(trainer, state), session.root, session.data)
   if jax.process_index() == 0:
     title, shown, shown_row = f"step {step}", samples, eval_row
     if trainer.population > 1:  # the picture shows member 0; the row has every member

@@ -1,0 +1,480 @@
+"""Runs that survive (issue 13): each fault is first produced on disk, then the run shows what it
+does now: nothing lost, one clear line, and a resumed run bit-identical to an uninterrupted one.
+
+Faults: a flipped bit, a truncated file and a deleted file in the newest checkpoint; no intact
+checkpoint; a NaN after an unverified restore; a partial last line in each history file; a kill
+during a history rewrite; a second writer and a stale lock; SIGTERM and SIGINT mid-run; a
+deleted config.json with another sampler; an edited explicit index stream; keep_checkpoints 0;
+a resume to fewer steps; a failed asynchronous save; and the one-line messages of the
+commands.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import tiny_config
+
+from jgen.core import jsonl
+from jgen.run import checkpoints, fingerprint, lock, loop, signals, workdir
+from jgen.trainers import gan as gan_trainer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _rows(work_dir) -> list[dict]:
+  return jsonl.read_rows(os.path.join(work_dir, "metrics.jsonl"))
+
+
+def _comparable(rows) -> list[dict]:
+  return [{k: v for k, v in row.items() if k != "steps_per_sec"} for row in rows]
+
+
+def _trace_bytes(work_dir) -> bytes:
+  with open(os.path.join(work_dir, "trace", "steps.u32"), "rb") as f:
+    return f.read()
+
+
+def _assert_same_run(work_dir, reference) -> None:
+  """Every logged row (but its speed) and every step's trace equal the reference's."""
+  assert _comparable(_rows(work_dir)) == _comparable(_rows(reference))
+  assert _trace_bytes(work_dir) == _trace_bytes(reference)
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+  """An uninterrupted 60-step run (checkpoints 20, 40, 60): the reference of every resume."""
+  work_dir = tmp_path_factory.mktemp("straight")
+  gan_trainer.train_and_evaluate(tiny_config(), str(work_dir))
+  return work_dir
+
+
+def _copy(straight, tmp_path) -> str:
+  work_dir = tmp_path / "run"
+  shutil.copytree(straight, work_dir)
+  return str(work_dir)
+
+
+def _largest_data_file(step_dir: str) -> str:
+  files = [
+    os.path.join(folder, name)
+    for folder, _, names in os.walk(step_dir)
+    for name in names
+    if os.sep + "d" + os.sep in os.path.join(folder, name)
+  ]
+  return max(files, key=os.path.getsize)
+
+
+def _flip_bit(path: str) -> None:
+  data = bytearray(open(path, "rb").read())
+  data[len(data) // 2] ^= 0x10
+  open(path, "wb").write(bytes(data))
+
+
+def _damage(step_dir: str, how: str) -> None:
+  target = _largest_data_file(step_dir)
+  if how == "flip":
+    _flip_bit(target)
+  elif how == "truncate":
+    os.truncate(target, os.path.getsize(target) // 2)
+  else:
+    os.unlink(os.path.join(step_dir, "default", "_METADATA") if how == "delete" else target)
+
+
+# --- verified restore ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["flip", "truncate", "delete"])
+def test_a_damaged_newest_checkpoint_is_set_aside_and_the_run_resumes_from_the_intact_one(
+  straight, tmp_path, how, caplog
+):
+  work_dir = _copy(straight, tmp_path)
+  _damage(os.path.join(work_dir, "checkpoints", "60"), how)
+  gan_trainer.train_and_evaluate(tiny_config(), work_dir)
+  lines = [r.getMessage() for r in caplog.records if "Checkpoint at step 60" in r.getMessage()]
+  assert len(lines) == 1 and "set aside" in lines[0], caplog.text
+  assert ("digest check" in lines[0]) or ("cannot be read" in lines[0])
+  assert "Resuming from step 40, the newest intact checkpoint." in caplog.text
+  assert os.path.isdir(os.path.join(work_dir, checkpoints.DAMAGED_DIR, "60"))  # kept, not lost
+  _assert_same_run(work_dir, straight)
+
+
+def test_no_intact_checkpoint_is_one_clear_error(straight, tmp_path):
+  work_dir = _copy(straight, tmp_path)
+  for step in (20, 40, 60):
+    _flip_bit(_largest_data_file(os.path.join(work_dir, "checkpoints", str(step))))
+  rows_before = _rows(work_dir)
+  with pytest.raises(checkpoints.CheckpointError, match=r"no intact checkpoint .*step 60 ") as info:
+    gan_trainer.train_and_evaluate(tiny_config(), work_dir)
+  assert "\n" not in str(info.value) and "new --workdir" in str(info.value)
+  assert _rows(work_dir) == rows_before
+  assert sorted(os.listdir(os.path.join(work_dir, checkpoints.DAMAGED_DIR))) == [
+    "20",
+    "20.digests.json",
+    "40",
+    "40.digests.json",
+    "60",
+    "60.digests.json",
+  ]
+
+
+def test_a_nan_after_an_unverified_restore_does_not_blame_the_learning_rate(tmp_path, monkeypatch):
+  work_dir = str(tmp_path)
+  gan_trainer.train_and_evaluate(tiny_config(**{"train.num_steps": 20}), work_dir)
+  for name in os.listdir(os.path.join(work_dir, "checkpoints")):  # as saved by an older jgen
+    if name.endswith(checkpoints.DIGESTS_SUFFIX):
+      os.unlink(os.path.join(work_dir, "checkpoints", name))
+  os.unlink(os.path.join(work_dir, "trace", "parts.jsonl"))
+  real_step = gan_trainer.train_step
+
+  def poisoned_step(gan, state, root, data):
+    new_state, metrics = real_step(gan, state, root, data)
+    return new_state, {**metrics, "g_loss": jnp.where(state.step + 1 >= 27, jnp.nan, 1.0)}
+
+  monkeypatch.setattr(gan_trainer, "train_step", poisoned_step)
+  with pytest.raises(loop.NonFiniteError) as info:
+    gan_trainer.train_and_evaluate(tiny_config(), work_dir)
+  assert "unverified checkpoint" in str(info.value)
+  assert "last good checkpoint" not in str(info.value)
+
+
+# --- atomic, self-healing history ------------------------------------------------------------
+
+
+def test_partial_last_lines_are_dropped_with_a_warning_naming_the_file(straight, tmp_path, caplog):
+  work_dir = _copy(straight, tmp_path)
+  shutil.rmtree(os.path.join(work_dir, "checkpoints", "60"))  # resume from 40
+  with open(os.path.join(work_dir, "metrics.jsonl"), "a") as f:
+    f.write('{"step": 60, "d_loss": 1.38, "g_lo')  # a full disk stopped this write
+  with open(os.path.join(work_dir, "trace", "parts.jsonl"), "a") as f:
+    f.write('{"step": 60, "parts": {"g_params": "ab')
+  with open(os.path.join(work_dir, "trace", "steps.u32"), "ab") as f:
+    f.write(b"\x01\x02\x03\x04\x05\x06")
+  gan_trainer.train_and_evaluate(tiny_config(), work_dir)
+  for name in ("metrics.jsonl", "parts.jsonl", "steps.u32"):
+    assert f"{name}: dropped a partial last" in caplog.text, name
+  _assert_same_run(work_dir, straight)
+
+
+def test_a_damaged_line_inside_a_history_file_names_the_file_and_line(tmp_path):
+  path = tmp_path / "metrics.jsonl"
+  path.write_text('{"step": 20}\n{"step": 4\n{"step": 60}\n')
+  with pytest.raises(ValueError, match=r"metrics.jsonl, line 2, is not a JSON row"):
+    jsonl.read_rows(path)
+
+
+def test_a_kill_during_a_history_rewrite_loses_no_row(straight, tmp_path, monkeypatch):
+  work_dir = _copy(straight, tmp_path)
+  shutil.rmtree(os.path.join(work_dir, "checkpoints", "60"))  # rows past 40 must be rewritten
+  rows_before = _rows(work_dir)
+
+  def killed(src, dst):
+    raise KeyboardInterrupt  # the process dies between writing the new file and renaming it
+
+  monkeypatch.setattr(jsonl.os, "replace", killed)
+  with pytest.raises(KeyboardInterrupt):
+    gan_trainer.train_and_evaluate(tiny_config(), work_dir)
+  assert _rows(work_dir) == rows_before  # the old file, whole
+  assert not [n for n in os.listdir(work_dir) if n.endswith(".tmp")]
+  monkeypatch.undo()
+  gan_trainer.train_and_evaluate(tiny_config(), work_dir)
+  _assert_same_run(work_dir, straight)
+
+
+# --- one writer per workdir ----------------------------------------------------------------
+
+
+def test_a_second_writer_is_refused_in_one_line_naming_the_holder(straight, tmp_path):
+  work_dir = _copy(straight, tmp_path)
+  rows_before = _rows(work_dir)
+  with lock.WorkdirLock(work_dir):
+    with pytest.raises(lock.WorkdirLockedError, match=rf"in use by process {os.getpid()} on "):
+      gan_trainer.train_and_evaluate(tiny_config(**{"train.num_steps": 80}), work_dir)
+  assert _rows(work_dir) == rows_before
+  assert not os.path.exists(os.path.join(work_dir, lock.LOCK_FILE))  # released
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over(straight, tmp_path, caplog):
+  work_dir = _copy(straight, tmp_path)
+  dead = subprocess.run(
+    [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True
+  )
+  holder = {"pid": int(dead.stdout), "host": "here", "started": 0, "command": "old"}
+  with open(os.path.join(work_dir, lock.LOCK_FILE), "w") as f:
+    json.dump(holder, f)
+  final = gan_trainer.train_and_evaluate(tiny_config(), work_dir)
+  assert "no longer running; taking it over" in caplog.text
+  assert final["step"] == 60
+  assert not os.path.exists(os.path.join(work_dir, lock.LOCK_FILE))
+
+
+# --- SIGTERM and SIGINT ----------------------------------------------------------------------
+
+SIGNAL_OVERRIDES = {"train.eval_every": 1000, "train.checkpoint_every": 100}
+
+
+def _cli_flags(config_overrides: dict) -> list[str]:
+  """The command-line form of tiny_config(**config_overrides) (tests/conftest.py)."""
+  values = {
+    "data.num_train": 1000,
+    "model.generator.width": 32,
+    "model.generator.depth": 2,
+    "model.discriminator.width": 32,
+    "model.discriminator.depth": 2,
+    "train.batch_size": 32,
+    "train.steps_per_dispatch": 10,
+    "train.log_every": 20,
+    "train.eval_every": 40,
+    "train.checkpoint_every": 20,
+    "eval.num_samples": 500,
+    **config_overrides,
+  }
+  return [f"--config.{key}={value}" for key, value in values.items()]
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_mid_run_checkpoints_exits_75_and_the_rerun_is_bit_identical(
+  tmp_path, signal_number
+):
+  work_dir = str(tmp_path / "stopped")
+  command = [sys.executable, "-m", "jgen.main", "--config=configs/gan.py", f"--workdir={work_dir}"]
+  command += _cli_flags({**SIGNAL_OVERRIDES, "train.num_steps": 100_000})
+  process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  metrics = os.path.join(work_dir, "metrics.jsonl")
+  deadline = time.time() + 120
+  while not (os.path.exists(metrics) and os.path.getsize(metrics)) and time.time() < deadline:
+    time.sleep(0.02)
+  process.send_signal(signal_number)
+  _, stderr = process.communicate(timeout=120)
+  last_line = stderr.decode().strip().splitlines()[-1]
+  assert process.returncode == signals.EXIT_STOPPED, stderr.decode()[-2000:]
+  name = signal.Signals(signal_number).name
+  assert last_line.startswith(f"jgen.main: stopped by {name} at step "), last_line
+  assert "rerun the same command to resume" in last_line and "Traceback" not in stderr.decode()
+  stopped = int(last_line.split(" at step ")[1].split()[0])
+  assert os.path.isdir(os.path.join(work_dir, "checkpoints", str(stopped)))
+  # Resume (in this process) to a length past the stop, and compare with a straight run.
+  num_steps = stopped - stopped % 20 + 40
+  config = tiny_config(**{**SIGNAL_OVERRIDES, "train.num_steps": num_steps})
+  gan_trainer.train_and_evaluate(config, work_dir)
+  reference = str(tmp_path / "straight")
+  gan_trainer.train_and_evaluate(config, reference)
+  _assert_same_run(work_dir, reference)
+
+
+# --- run identity and keep_checkpoints -------------------------------------------------------
+
+
+def test_a_deleted_config_json_does_not_let_another_sampler_resume(straight, tmp_path):
+  work_dir = _copy(straight, tmp_path)
+  os.unlink(os.path.join(work_dir, "config.json"))
+  other = tiny_config(**{"sampler.kind": "with_replacement", "train.num_steps": 80})
+  with pytest.raises(workdir.WorkdirMismatchError, match=r"sampler.kind: 'epoch_shuffle' ->"):
+    gan_trainer.train_and_evaluate(other, work_dir)
+  assert not os.path.exists(os.path.join(work_dir, "config.json"))  # nothing claims otherwise
+  assert sorted(checkpoints.Checkpoints(work_dir, keep=3).all_steps()) == [20, 40, 60]
+
+
+def test_an_edited_explicit_stream_is_noticed(tmp_path):
+  stream = tmp_path / "stream.npy"
+  np.save(stream, np.random.default_rng(0).integers(0, 1000, (40, 32)))
+  overrides = {"sampler.kind": "explicit", "sampler.path": str(stream), "train.eval_every": 20}
+  work_dir = str(tmp_path / "run")
+  gan_trainer.train_and_evaluate(tiny_config(**overrides, **{"train.num_steps": 20}), work_dir)
+  edited = np.load(stream)
+  edited[30] = (edited[30] + 1) % 1000
+  np.save(stream, edited)
+  with pytest.raises(workdir.WorkdirMismatchError, match=r"the contents of sampler.path="):
+    gan_trainer.train_and_evaluate(tiny_config(**overrides, **{"train.num_steps": 40}), work_dir)
+
+
+def test_a_fingerprint_names_config_keys_streams_and_the_data_order_version():
+  config = tiny_config()
+  stored = fingerprint.fingerprint(config)
+  assert "train.num_steps" not in stored["config"] and "seed" in stored["config"]
+  stored["data_order"] -= 1
+  config.model.generator.width = 64
+  changed = fingerprint.differences(stored, fingerprint.fingerprint(config))
+  assert changed == [
+    f"the code's data order (version {stored['data_order']} -> {fingerprint.DATA_ORDER_VERSION})",
+    "model.generator.width: 32 -> 64",
+  ]
+
+
+@pytest.mark.parametrize("keep", [0, -1])
+def test_keep_checkpoints_below_one_is_refused_before_anything_is_deleted(straight, tmp_path, keep):
+  work_dir = _copy(straight, tmp_path)
+  with pytest.raises(
+    ValueError, match=rf"train.keep_checkpoints must be an integer >= 1 \(got {keep}\)"
+  ):
+    gan_trainer.train_and_evaluate(tiny_config(**{"train.keep_checkpoints": keep}), work_dir)
+  assert sorted(checkpoints.Checkpoints(work_dir, keep=3).all_steps()) == [20, 40, 60]
+
+
+def test_a_resume_to_fewer_steps_says_what_it_does(straight, tmp_path, caplog):
+  work_dir = _copy(straight, tmp_path)
+  final = gan_trainer.train_and_evaluate(tiny_config(**{"train.num_steps": 40}), work_dir)
+  assert "train.num_steps=40 is below the newest checkpoint (step 60)" in caplog.text
+  assert final["step"] == 60 and final["state_digest"] == _rows(straight)[-1]["state_digest"]
+  _assert_same_run(work_dir, straight)
+
+
+# --- save failures ---------------------------------------------------------------------------
+
+
+def test_a_failed_save_stops_the_run_at_once_in_one_line(straight, tmp_path, monkeypatch, capfd):
+  from orbax.checkpoint._src.path import atomicity
+
+  real_finalize = atomicity.AtomicRenameTemporaryPath.finalize
+
+  async def full_disk(self, *args, **kwargs):
+    if os.path.basename(str(self.get_final())) == "40":
+      raise OSError(28, "No space left on device")
+    return await real_finalize(self, *args, **kwargs)
+
+  monkeypatch.setattr(atomicity.AtomicRenameTemporaryPath, "finalize", full_disk)
+  work_dir = str(tmp_path / "run")
+  with pytest.raises(checkpoints.CheckpointError) as info:
+    gan_trainer.train_and_evaluate(tiny_config(), work_dir)
+  message = str(info.value)
+  assert "\n" not in message and "step 40" in message and "No space left" in message
+  assert "last good checkpoint is step 20" in message
+  assert max(row["step"] for row in _rows(work_dir)) <= 60
+  assert "Event loop is closed" not in capfd.readouterr().err
+  monkeypatch.undo()
+  gan_trainer.train_and_evaluate(tiny_config(), work_dir)  # resumes from 20
+  _assert_same_run(work_dir, straight)
+
+
+# --- one clear line for each mistake ---------------------------------------------------------
+
+
+def _command(*args, timeout=120) -> subprocess.CompletedProcess:
+  return subprocess.run(
+    [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+  )
+
+
+def _one_error_line(result: subprocess.CompletedProcess, program: str) -> str:
+  lines = result.stderr.strip().splitlines()
+  assert result.returncode != 0 and len(lines) == 1, result.stderr
+  assert lines[0].startswith(f"{program}: error: "), lines[0]
+  return lines[0]
+
+
+def test_eval_num_samples_zero_is_refused_before_training(tmp_path):
+  with pytest.raises(ValueError, match=r"eval.num_samples must be >= 1 \(got 0\)"):
+    gan_trainer.train_and_evaluate(tiny_config(**{"eval.num_samples": 0}), str(tmp_path))
+  assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_a_workdir_that_is_a_file_is_one_line(tmp_path):
+  path = tmp_path / "a_file"
+  path.write_text("keep me")
+  with pytest.raises(ValueError, match=r"is an existing file, not a directory"):
+    gan_trainer.train_and_evaluate(tiny_config(), str(path))
+  assert path.read_text() == "keep me"
+
+
+def test_commands_answer_mistakes_in_one_line(tmp_path):
+  missing = str(tmp_path / "nowhere")
+  line = _one_error_line(_command("jgen.cases", f"--workdir={missing}"), "jgen.cases")
+  assert missing in line and "not a directory" in line
+  samples = tmp_path / "huge.npy"
+  np.save(samples, np.full((2500, 2), 1e300))
+  result = _command("jgen.evaluate", "--data=ring8", f"--samples={samples}")
+  line = _one_error_line(result, "jgen.evaluate")
+  assert "beyond float32's range" in line and "RuntimeWarning" not in result.stderr
+
+
+def _forced_case_config(**overrides):
+  """A tiny run whose diversity detector fires at step 40 (as tests/test_cases_replay.py's)."""
+  return tiny_config(
+    **{
+      "collapse.arm_fraction": 0.0,
+      "collapse.diversity_drop": 1e9,
+      "collapse.max_cases": 1,
+      "collapse.after_steps": 20,
+      "train.eval_every": 20,
+      **overrides,
+    }
+  )
+
+
+@pytest.fixture(scope="module")
+def case_dir(tmp_path_factory):
+  work_dir = tmp_path_factory.mktemp("cases")
+  gan_trainer.train_and_evaluate(_forced_case_config(), str(work_dir))
+  (name,) = os.listdir(work_dir / "cases")
+  return work_dir / "cases" / name
+
+
+def _damaged_case(case_dir, tmp_path, how: str) -> str:
+  from jgen.collapse import recorder
+
+  copy = str(tmp_path / "case")
+  shutil.copytree(case_dir, copy)
+  case = recorder.load_case(copy)
+  start_dir = os.path.join(copy, "checkpoints", str(case["start_step"]))
+  if how == "no checkpoint":
+    shutil.rmtree(start_dir)
+  elif how == "no _METADATA":
+    os.unlink(os.path.join(start_dir, "default", "_METADATA"))
+  elif how == "no trace.u32":
+    os.unlink(os.path.join(copy, "trace.u32"))
+  elif how == "truncated case.json":
+    text = open(os.path.join(copy, recorder.CASE_FILE)).read()
+    open(os.path.join(copy, recorder.CASE_FILE), "w").write(text[: len(text) // 2])
+  elif how == "edited width":
+    case.pop("dir")
+    case["config"]["model"]["generator"]["width"] = 48
+    open(os.path.join(copy, recorder.CASE_FILE), "w").write(json.dumps(case))
+  return copy
+
+
+@pytest.mark.parametrize(
+  "how,expected",
+  [
+    ("no checkpoint", r"has no checkpoint at its start step 20 .*re-record it"),
+    ("no _METADATA", r"start checkpoint of case .* cannot be read .*the case is damaged"),
+    ("no trace.u32", r"has no trace.u32 .*cannot be replayed"),
+    ("truncated case.json", r"case.json is damaged \(.* at line \d+, column \d+; truncated\?\)"),
+    (
+      "edited width",
+      r"config does not fit the case's checkpoint \(g_params .*was case.json edited",
+    ),
+  ],
+)
+def test_a_damaged_case_is_one_clear_error(case_dir, tmp_path, how, expected):
+  from jgen.collapse import recorder, replay
+
+  copy = _damaged_case(case_dir, tmp_path, how)
+  with pytest.raises(recorder.DamagedCaseError, match=expected) as info:
+    replay.verify(recorder.load_case(copy))
+  assert "\n" not in str(info.value)
+
+
+def test_a_damaged_case_does_not_block_a_resume_or_the_listing(case_dir, tmp_path, caplog):
+  from jgen.collapse import recorder
+
+  work_dir = tmp_path / "run"
+  shutil.copytree(case_dir.parent.parent, work_dir)
+  case_file = work_dir / "cases" / case_dir.name / recorder.CASE_FILE
+  case_file.write_text(case_file.read_text()[:100])
+  result = _command("jgen.cases", f"--workdir={work_dir}")
+  assert result.returncode == 0 and "case.json is damaged" in result.stderr, result.stderr
+  config = _forced_case_config(**{"train.num_steps": 80})
+  assert gan_trainer.train_and_evaluate(config, str(work_dir))["step"] == 80
+
+
+def test_a_replay_override_typo_suggests_the_key(case_dir):
+  result = _command("jgen.replay", f"--case={case_dir}", "--override=config.sampler.knd=x")
+  line = _one_error_line(result, "jgen.replay")
+  assert "Did you mean config.sampler.kind?" in line
