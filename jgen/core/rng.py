@@ -24,6 +24,9 @@ class Stream(enum.IntEnum):
   TRAIN_SET = 8  # the fixed training set drawn from the mixture
   FRESH_DATA = 9  # per-step fresh draws (the Unrolled-GAN protocol)
   PENALTY = 10  # interpolation weights of gradient penalties
+  NOISE_LEVEL = 11  # the time / noise level of each training example of a denoiser
+  SOURCE_NOISE = 12  # the Gaussian source (flow matching) or added noise (noise prediction)
+  SAMPLING_NOISE = 13  # fresh noise of ancestral sampling at an evaluation
 
 
 def root_key(seed: int) -> jax.Array:

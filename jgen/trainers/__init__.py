@@ -15,6 +15,7 @@ _TRAINERS = {
   "gan": "jgen.trainers.gan",
   "dgn": "jgen.trainers.dgn",
   "dip": "jgen.trainers.dip",
+  "denoise": "jgen.trainers.denoise",
 }
 
 

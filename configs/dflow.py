@@ -1,0 +1,37 @@
+r"""The essay's discriminator flow on a 2D mixture: D(noise) = 0, D(data) = 1, climb D's gradient.
+
+One network D(x), no time input (jgen/models/denoisers.py Critic: SiLU MLP 3 x 256), trained on
+the points x_t = (1 - t) x0 + t x1 of the straight path from unit Gaussian noise x0 to a data
+point x1, with the soft label t: pure noise scores 0, data 1, partly noised data its level
+(cross-entropy, so D(x) learns E[t | x]; jgen/losses/denoising.py). Sampling starts from
+Gaussian noise and takes `sampling.num_steps` steps of size `sampling.step_size` up the
+gradient of D's log-odds, so that different starting noises flow to different samples.
+Data, order, batch, evaluation and seeds as configs/gan.py and configs/flow.py; docs/flow.md
+reports whether it covers the modes.
+
+  python -m jgen.main --config=configs/dflow.py --workdir=runs/dflow
+  python -m jgen.main --config=configs/dflow.py:data=grid25 --workdir=runs/dflow_grid
+  python -m jgen.main --config=configs/dflow.py --config.sampling.step_size=0.02 ...
+
+Switches after the colon: data=ring8|grid25, runlocal (a tiny smoke run).
+"""
+
+from configs import flow
+from jgen.core import config as config_lib
+
+
+def get_config(arg=None):
+  arg = config_lib.parse_arg(arg, data="ring8", runlocal=False)
+  c = flow.base_config(
+    config_lib.parse_arg(
+      f"data={arg.data},runlocal={arg.runlocal}",
+      data="ring8",
+      objective="discriminator_flow",
+      runlocal=False,
+    )
+  )
+  with c.unlocked():
+    c.sampling.method = "ascent"
+    c.sampling.num_steps = 200
+    c.sampling.step_size = 0.01
+  return c

@@ -1,0 +1,403 @@
+"""Denoising trainer: flow matching, noise prediction, or the essay's discriminator flow.
+
+`config.objective.name` chooses what one network learns from noised data
+(jgen/losses/denoising.py); the samplers turn noise into samples at every evaluation:
+Euler or Heun on the ODE (flow matching, noise prediction), DDPM's ancestral steps (noise
+prediction), or gradient ascent on D's log-odds (the discriminator flow). The data, its order,
+the populations, the evaluation and the outputs are the GAN trainer's (jgen/trainers/gan.py):
+the same dataset, training set (Stream.TRAIN_SET) and index stream (config.sampler), so a
+denoiser and a GAN of the same seed see the same examples in the same order.
+
+All randomness is fold_in(root, stream, step): the noise levels (Stream.NOISE_LEVEL), the
+source or added noise (Stream.SOURCE_NOISE); evaluation noise is fixed per run (Stream.EVAL,
+and Stream.SAMPLING_NOISE for ancestral steps), so curves show the model changing.
+"""
+
+import dataclasses
+import functools
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import linen as nn
+
+from jgen import datasets
+from jgen.collapse import trace
+from jgen.core import parallel, registry, rng
+from jgen.data import samplers
+from jgen.losses import denoising
+from jgen.models import denoisers
+from jgen.run import loop, variants, workdir
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array  # int32 scalar: also the whole key state of the run
+  params: Any
+  opt_state: Any
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: a static jit argument
+class Denoiser:
+  """Everything about a run that is fixed: objective, network, optimizer, data and its order."""
+
+  objective: str
+  network: nn.Module
+  optimizer: optax.GradientTransformation
+  data: datasets.Dataset
+  sample_indices: Callable[[jax.Array, jax.Array], jax.Array] | None  # None: fresh draws
+  num_train: int
+  batch_size: int
+  sampling: denoising.Sampling
+  eval_samples: int
+  eval_batch: int
+  eval_config: ml_collections.ConfigDict
+  # One dispatch per step for images on CPU: XLA:CPU runs convolutions inside a scanned loop
+  # many times slower than the same step alone (gan.py measured 257 vs 18 ms).
+  step_by_step: bool
+  trace: bool
+  population: int
+  variants: variants.Variants | None
+  mesh: jax.sharding.Mesh
+  metric_names: tuple
+
+  # What the run loop reads (jgen/run/loop.py).
+  finite_metrics = ("loss",)
+  traced_parts = ("params",)
+  unroll = 1
+  picture_dir = "samples"
+  non_finite_hint = "lower optimizer.learning_rate"
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict, data=None, mesh=None) -> "Denoiser":
+    """Builds and validates; `data` replaces the dataset config.data names (a study's own
+    images). Raises ValueError naming the fix for any bad setting."""
+    objective = config.objective.name
+    registry.choose("objective.name", objective, dict.fromkeys(denoising.OBJECTIVES))
+    methods = denoising.METHODS[objective]
+    if config.sampling.method not in methods:
+      raise ValueError(
+        f"sampling.method={config.sampling.method!r} does not apply to objective {objective}; "
+        f"valid choices: {', '.join(methods)}"
+      )
+    if config.sampling.num_steps < 1:
+      raise ValueError(f"sampling.num_steps must be >= 1, got {config.sampling.num_steps}")
+    if objective == "discriminator_flow" and config.sampling.step_size <= 0:
+      raise ValueError(f"sampling.step_size must be > 0, got {config.sampling.step_size}")
+    data = data if data is not None else datasets.get_dataset(config.data)
+    member_variants = variants.parse(config)
+    num_train = config.data.num_train
+    if num_train < 1:
+      raise ValueError(f"data.num_train must be >= 1, got {num_train}")
+    if config.population.size < 1:
+      raise ValueError(f"population.size must be >= 1, got {config.population.size}")
+    if config.data.fresh_samples:
+      if len(data.sample_shape) != 1 or config.sampler.kind != "with_replacement":
+        raise ValueError(
+          "data.fresh_samples draws i.i.d. 2D mixture points every step (no index order): "
+          "it needs a 2D mixture and sampler.kind=with_replacement"
+        )
+      sample_indices, batch_size = None, config.train.batch_size
+    else:
+      batch_size = samplers.global_batch_size(
+        config.sampler, num_examples=num_train, batch_size=config.train.batch_size
+      )
+      sample_indices = variants.make_sampler(config, member_variants, num_examples=num_train)
+    if data.on_host and config.population.size > 1:
+      raise ValueError(
+        f"{data.name} is read on the host, one batch per step: populations need the data on "
+        "the device; raise data.device_bytes_limit if it fits, or set population.size=1"
+      )
+    if objective == "discriminator_flow":
+      network = denoisers.make_critic(config.model)
+      metric_names = ("loss", "d_noise", "d_data")
+    else:
+      network = denoisers.make_denoiser(config.model, data.sample_shape)
+      metric_names = ("loss",)
+    is_2d = len(data.sample_shape) == 1
+    return cls(
+      objective=objective,
+      network=network,
+      optimizer=_with_decay(variants.make_optimizer(config, member_variants), config),
+      data=data,
+      sample_indices=sample_indices,
+      num_train=num_train,
+      batch_size=batch_size,
+      sampling=denoising.Sampling(
+        config.sampling.method,
+        config.sampling.num_steps,
+        config.sampling.step_size,
+        config.objective.s_min,
+      ),
+      eval_samples=config.eval.num_samples,
+      eval_batch=config.eval.sample_batch,
+      eval_config=config.eval,
+      step_by_step=not is_2d and (jax.default_backend() == "cpu" or data.on_host),
+      trace=config.collapse.trace and config.population.size == 1,
+      population=config.population.size,
+      variants=member_variants,
+      mesh=mesh if mesh is not None else parallel.make_mesh(),
+      metric_names=metric_names,
+    )
+
+  @property
+  def is_image(self) -> bool:
+    return len(self.data.sample_shape) == 3
+
+  @property
+  def curves(self) -> tuple[str, ...]:
+    kept = tuple(c for c in self.data.curves if c not in ("d_loss", "g_loss"))
+    return (*kept, "loss")
+
+  @property
+  def state_sharding(self) -> jax.sharding.NamedSharding:
+    if self.population == 1:
+      return parallel.replicated(self.mesh)
+    return parallel.population_sharding(self.mesh, self.population)
+
+  def evaluations_per_sample(self) -> int:
+    return self.sampling.evaluations_per_sample(self.objective)
+
+  def describe(self) -> str:
+    return (
+      f"Training a {self.objective} {type(self.network).__name__} on {self.data.name}: batch "
+      f"{self.batch_size}, sampling {self.sampling.method} x {self.sampling.num_steps} steps "
+      f"({self.evaluations_per_sample()} evaluations per sample), {self.mesh.size} device(s)"
+    )
+
+  def check_resume(self, work_dir: str, config) -> None:
+    """A cosine decay spans train.num_steps, so resuming with another length changes the run."""
+    path = os.path.join(work_dir, "config.json")
+    if config.train.lr_decay == "none" or not os.path.exists(path):
+      return
+    with open(path) as f:
+      old_steps = json.load(f)["train"]["num_steps"]
+    if old_steps != config.train.num_steps:
+      raise workdir.WorkdirMismatchError(
+        f"{work_dir} was trained with train.lr_decay={config.train.lr_decay} over "
+        f"train.num_steps={old_steps}; resuming with {config.train.num_steps} would change "
+        "the learning-rate schedule. Use a new --workdir, or train.lr_decay=none."
+      )
+
+  def init_state(self, root: jax.Array) -> TrainState:
+    init = _per_member(self, functools.partial(_init_state, self))
+    return jax.jit(init, out_shardings=self.state_sharding)(root)
+
+  def step(self, state: TrainState, root: jax.Array, data):
+    return _per_member(self, functools.partial(train_step, self))(state, root, data)
+
+  def step_data(self, config, root, data, start: int, end: int):
+    if not self.data.on_host:
+      return data
+    return self.data.host_batches(
+      self.sample_indices, root, self.batch_size, start, end, config.data.host_workers
+    )
+
+  def evaluate(self, state: TrainState, root: jax.Array, data=None):
+    return evaluate(self, state, root)
+
+  def picture(self, path: str, samples, title: str, row: dict | None) -> None:
+    self.data.picture(path, samples, title, row)
+
+  def progress_text(self, row: dict) -> str:
+    if isinstance(row["loss"], list):
+      text = f"mean loss {np.mean(row['loss']):.4f}"
+      if "modes" in row:
+        counts = np.asarray(row["modes"])
+        full = int((counts == self.data.num_modes).sum())
+        text += f" | modes mean {counts.mean():.2f}/{self.data.num_modes}, all modes {full}"
+        text += f"/{len(counts)}"
+      return text
+    text = f"loss {row['loss']:.4f}"
+    if "d_noise" in row:
+      text += f" D(noise) {row['d_noise']:.3f} D(data) {row['d_data']:.3f}"
+    if "diversity" in row:
+      text += f" | {self.data.progress_text(row)}"
+    return text
+
+
+DECAYS = ("none", "cosine")
+
+
+def _with_decay(optimizer, config) -> optax.GradientTransformation:
+  """Scales the updates by a cosine decay to 0 over train.num_steps (`train.lr_decay`): the
+  last steps settle the field, which sets how tightly samples land on a mode (docs/flow.md)."""
+  registry.choose("train.lr_decay", config.train.lr_decay, dict.fromkeys(DECAYS))
+  if config.train.lr_decay == "none":
+    return optimizer
+  schedule = optax.cosine_decay_schedule(1.0, config.train.num_steps)
+  return optax.chain(optimizer, optax.scale_by_schedule(schedule))
+
+
+def _per_member(den: Denoiser, fn):
+  return fn if den.population == 1 else jax.vmap(fn, axis_name=variants.MEMBER_AXIS)
+
+
+def run_root(den: Denoiser, seed: int) -> jax.Array:
+  """The run's root key; member i of a population has the root of seed + i (gan.run_root)."""
+  if den.population == 1:
+    return rng.root_key(seed)
+  seeds = variants.member_seeds(den.variants, seed, den.population)
+  return jax.vmap(rng.root_key)(jnp.asarray(seeds))
+
+
+def training_set(den: Denoiser, root: jax.Array):
+  """The fixed training set of each member, drawn as the GAN trainer draws it."""
+
+  def draw(root):
+    return den.data.training_set(rng.stream_key(root, rng.Stream.TRAIN_SET), den.num_train)
+
+  return jax.jit(_per_member(den, draw), out_shardings=den.state_sharding)(root)
+
+
+def build(config: ml_collections.ConfigDict, data=None) -> tuple[Denoiser, jax.Array, Any]:
+  """(the validated Denoiser, its root key(s), its training set or None for fresh draws)."""
+  den = Denoiser.from_config(config, data=data)
+  root = run_root(den, config.seed)
+  return den, root, None if den.sample_indices is None else training_set(den, root)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, work_dir: str, data=None) -> dict:
+  """Trains (resuming from WORKDIR/checkpoints if present); returns the final eval row."""
+  den, root, train_set = build(config, data)
+  return loop.train(den, config, work_dir, root, train_set)
+
+
+def _init_state(den: Denoiser, root: jax.Array) -> TrainState:
+  x = jnp.zeros((1, *den.data.sample_shape), jnp.float32)
+  key = rng.stream_key(root, rng.Stream.INIT_G)
+  if den.objective == "discriminator_flow":
+    params = den.network.init(key, x)
+  else:
+    params = den.network.init(key, x, jnp.zeros((1,), jnp.float32))
+  opt_state = variants.set_member_hyperparams(den.variants, den.optimizer.init(params))
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state)
+
+
+def to_model(den: Denoiser, x: jax.Array) -> jax.Array:
+  """Images in [0, 1] become [-1, 1], the scale of the unit Gaussian source; points stay."""
+  return 2.0 * x - 1.0 if den.is_image else x
+
+
+def from_model(den: Denoiser, x: jax.Array) -> jax.Array:
+  return jnp.clip((x + 1.0) / 2.0, 0.0, 1.0) if den.is_image else x
+
+
+def draw_real(den: Denoiser, root: jax.Array, data, step: jax.Array):
+  """(what the step saw: its indices or fresh points; the batch), as gan.draw_real."""
+  if den.sample_indices is None:
+    fresh = den.data.fresh_batch(rng.step_key(root, rng.Stream.FRESH_DATA, step), den.batch_size)
+    return fresh, fresh
+  indices = den.sample_indices(root, step)
+  if den.data.on_host:
+    return indices, den.data.from_host(data)
+  return indices, den.data.gather(data, indices)
+
+
+def _shard(den: Denoiser, x: jax.Array) -> jax.Array:
+  return parallel.shard_leading_axis(x, den.mesh) if den.population == 1 else x
+
+
+def objective_terms(den: Denoiser, params, x1, noise, level):
+  """(loss, metrics) of the objective on data x1 (model scale), noise and levels in [0, 1]."""
+  apply = functools.partial(den.network.apply, params)
+  if den.objective == "flow_matching":
+    loss = denoising.flow_matching_loss(apply, noise, x1, level)
+    return loss, {"loss": loss}
+  if den.objective == "noise_prediction":
+    s = den.sampling.s_min + (1.0 - den.sampling.s_min) * level
+    loss = denoising.noise_prediction_loss(apply, x1, noise, s)
+    return loss, {"loss": loss}
+  loss, d_noise, d_data = denoising.discriminator_flow_loss(apply, noise, x1, level)
+  return loss, {"loss": loss, "d_noise": d_noise, "d_data": d_data}
+
+
+def train_step(den: Denoiser, state: TrainState, root: jax.Array, data):
+  """One update of the network on one batch; returns (state, metrics of this step)."""
+  step = state.step
+  seen, real = draw_real(den, root, data, step)
+  x1 = _shard(den, to_model(den, real))
+  noise = jax.random.normal(rng.step_key(root, rng.Stream.SOURCE_NOISE, step), x1.shape)
+  level = jax.random.uniform(rng.step_key(root, rng.Stream.NOISE_LEVEL, step), x1.shape[:1])
+  noise, level = _shard(den, noise), _shard(den, level)
+
+  def objective(params):
+    return objective_terms(den, params, x1, noise, level)
+
+  (_, metrics), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+  updates, opt_state = den.optimizer.update(grads, state.opt_state, state.params)
+  new_state = TrainState(
+    step=step + 1, params=optax.apply_updates(state.params, updates), opt_state=opt_state
+  )
+  if den.trace:
+    metrics["trace"] = trace.trace_row(seen, new_state.params)
+  return new_state, metrics
+
+
+def generate_from(den: Denoiser, params, noise: jax.Array, key: jax.Array) -> jax.Array:
+  """Samples (data scale) from `noise` (model scale) for one member; `key`: ancestral noise."""
+  apply = functools.partial(den.network.apply, params)
+  if den.objective == "discriminator_flow":
+    x = denoising.ascend(apply, noise, den.sampling)
+  elif den.sampling.method == "ancestral":
+    x = denoising.ancestral(apply, noise, key, den.sampling.num_steps)
+  else:
+    x = denoising.sample_ode(den.objective, apply, noise, den.sampling)
+  return from_model(den, x)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _eval_noise(den: Denoiser, root: jax.Array):
+  def one(root):
+    shape = (den.eval_samples, *den.data.sample_shape)
+    return jax.random.normal(rng.stream_key(root, rng.Stream.EVAL), shape)
+
+  return _per_member(den, one)(root)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _generate_chunk(den: Denoiser, params, noise, root, chunk: int):
+  def one(params, noise, root):
+    key = jax.random.fold_in(rng.stream_key(root, rng.Stream.SAMPLING_NOISE), chunk)
+    return generate_from(den, params, noise, key)
+
+  return _per_member(den, one)(params, noise, root)
+
+
+def generate(den: Denoiser, params, root: jax.Array) -> np.ndarray:
+  """`eval.num_samples` samples from the run's fixed evaluation noise, in chunks of
+  `eval.sample_batch` (the memory of an image sampler grows with the chunk)."""
+  noise = _eval_noise(den, root)
+  axis = 0 if den.population == 1 else 1
+  chunks = []
+  for chunk, first in enumerate(range(0, den.eval_samples, den.eval_batch)):
+    part = jax.lax.slice_in_dim(
+      noise, first, min(first + den.eval_batch, den.eval_samples), axis=axis
+    )
+    chunks.append(np.asarray(_generate_chunk(den, params, part, root, chunk)))
+  return np.concatenate(chunks, axis=axis)
+
+
+def evaluate(den: Denoiser, state: TrainState, root: jax.Array) -> tuple[np.ndarray, dict]:
+  """Samples and the dataset's evaluation of them, with the sampling cost: evaluations per
+  sample, evaluations in all (samples x per sample) and the seconds sampling took."""
+  started = time.perf_counter()
+  samples = generate(den, state.params, root)
+  seconds = time.perf_counter() - started
+  cost = {
+    "evaluations_per_sample": den.evaluations_per_sample(),
+    "sampling_evaluations": den.evaluations_per_sample() * den.eval_samples,
+    "sampling_seconds": round(seconds, 3),
+  }
+  if den.population == 1:
+    return samples, {**den.data.evaluate(samples, den.eval_config), **cost}
+  rows = [{**den.data.evaluate(member, den.eval_config), **cost} for member in samples]
+  return samples, {key: [row[key] for row in rows] for key in rows[0]}
