@@ -12,6 +12,12 @@ import jax.numpy as jnp
 from jgen.models.mlp import dense_init
 
 
+def concat_slots(x_SxMxD: jax.Array) -> jax.Array:
+  """[S, M, D] -> [S, M*D]: each set's samples side by side in slot order (PacGAN's packing,
+  bricks.py compute_losses: concatenate along the feature axis)."""
+  return x_SxMxD.reshape(x_SxMxD.shape[0], -1)
+
+
 class LinearMaxout(nn.Module):
   """x_...xD -> h_...xW: max over `pieces` affine maps per unit; acts on the last axis."""
 
@@ -53,6 +59,6 @@ class MaxoutPack(nn.Module):
 
   @nn.compact
   def __call__(self, x_SxMxD: jax.Array) -> jax.Array:
-    packed_SxMD = x_SxMxD.reshape(x_SxMxD.shape[0], -1)
+    packed_SxMD = concat_slots(x_SxMxD)
     logits_Sx1 = MaxoutMLP(self.width, self.depth, self.pieces, 1, self.initializer)(packed_SxMD)
     return logits_Sx1[:, 0].astype(jnp.float32)

@@ -1,0 +1,321 @@
+"""PacGAN's protocol (configs/pacgan.py): maxout D, BatchNorm G, simultaneous updates, packs,
+and the Table 1 study; and that none of it changes an existing config's results."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import gan, gan_setd, pacgan, study_pacgan_table1
+from jgen import models
+from jgen.collapse import trace
+from jgen.core import jsonl, rng
+from jgen.models import maxout
+from jgen.models.mlp import BatchNorm
+from jgen.studies import table1
+from jgen.trainers import gan as gan_trainer
+
+
+def tiny_pacgan(m=2, **overrides):
+  """configs/pacgan.py with tiny nets and data: seconds, not hours."""
+  config = pacgan.get_config(f"m={m}")
+  config.data.num_train = 300
+  config.model.generator.width = 16
+  config.model.generator.depth = 2
+  config.model.discriminator.width = 8
+  config.model.discriminator.maxout_pieces = 3
+  config.train.batch_size = 10
+  config.train.num_steps = 40
+  config.train.steps_per_dispatch = 10
+  config.train.log_every = 20
+  config.train.eval_every = 20
+  config.train.checkpoint_every = 20
+  config.eval.num_samples = 200
+  config.eval.bn_refresh_batches = 3
+  config.update_from_flattened_dict(overrides)
+  return config
+
+
+def _rows(work_dir):
+  return jsonl.read_rows(os.path.join(work_dir, "metrics.jsonl"))
+
+
+def test_the_config_is_the_official_protocol():
+  config = pacgan.get_config("data=grid25,m=3")
+  assert (config.data.name, config.model.set_size, config.train.num_steps) == ("grid25", 3, 400_000)
+  assert (config.train.packing, config.train.update_rule, config.train.batch_size) == (
+    "packs",
+    "simultaneous",
+    100,
+  )
+  g, d = config.model.generator, config.model.discriminator
+  assert (g.width, g.depth, g.batch_norm, g.init) == (400, 4, True, "normal_0.02")
+  assert (d.name, d.width, d.depth, d.maxout_pieces, d.init) == (
+    "maxout_pack",
+    200,
+    3,
+    5,
+    "normal_0.02",
+  )
+  # blocks' Adam(beta1=0.8) keeps 0.2 of the old first moment: optax's b1 = 0.2.
+  assert (config.optimizer.learning_rate, config.optimizer.b1, config.optimizer.b2) == (
+    1e-4,
+    0.2,
+    0.999,
+  )
+  with pytest.raises(ValueError, match="valid: \\(1, 2, 3, 4\\)"):
+    pacgan.get_config("m=5")
+
+
+def test_maxout_shapes_parameter_count_and_grouping():
+  x = jax.random.normal(jax.random.key(0), (7, 3))
+  layer = maxout.LinearMaxout(width=4, pieces=5)
+  variables = layer.init(jax.random.key(1), x)
+  assert variables["params"]["Dense_0"]["kernel"].shape == (3, 20)
+  h = layer.apply(variables, x)
+  assert h.shape == (7, 4)
+  dense = x @ variables["params"]["Dense_0"]["kernel"] + variables["params"]["Dense_0"]["bias"]
+  np.testing.assert_allclose(h, dense.reshape(7, 4, 5).max(-1), rtol=1e-6)
+  for m, expected in ((1, 405_201), (2, 407_201), (4, 411_201)):
+    d = maxout.MaxoutPack(200, 3, 5, "normal_0.02")
+    params = d.init(jax.random.key(0), jnp.zeros((1, m, 2)))
+    assert sum(leaf.size for leaf in jax.tree.leaves(params)) == expected
+    assert d.apply(params, jnp.ones((6, m, 2))).shape == (6,)
+
+
+def test_normal_init_has_std_0_02_and_zero_biases():
+  params = maxout.MaxoutPack(200, 3, 5, "normal_0.02").init(jax.random.key(0), jnp.zeros((1, 1, 2)))
+  kernel = params["params"]["MaxoutMLP_0"]["LinearMaxout_1"]["Dense_0"]["kernel"]
+  assert abs(float(kernel.std()) - 0.02) < 0.001
+  biases = [
+    leaf for path, leaf in jax.tree_util.tree_leaves_with_path(params) if "bias" in str(path)
+  ]
+  assert biases and all(float(jnp.abs(b).max()) == 0.0 for b in biases)
+  config = pacgan.get_config()
+  config.model.generator.init = "uniform"
+  with pytest.raises(ValueError, match=r"valid: flax, normal_0\.02"):
+    models.make_generator(config.model)
+
+
+def test_packing_concatenates_the_m_samples_in_slot_order():
+  x = jnp.arange(3 * 4 * 2.0).reshape(3, 4, 2)
+  np.testing.assert_array_equal(
+    maxout.concat_slots(x), jnp.concatenate([x[:, slot] for slot in range(4)], axis=-1)
+  )
+  config = tiny_pacgan(m=3)
+  g, root, packs = gan_trainer.build(config)
+  assert packs.shape == (300, 3, 2)
+  # Every pack slot is a with-replacement draw from the same 300 points.
+  points = g.data.training_set(rng.stream_key(root, rng.Stream.TRAIN_SET), 300)
+  table = gan_trainer.pack_table(
+    g, jax.random.fold_in(rng.stream_key(root, rng.Stream.TRAIN_SET), 1)
+  )
+  # (the points drawn outside jit may differ from those inside in the last bit)
+  np.testing.assert_allclose(packs, points[table], rtol=0, atol=1e-6)
+  assert len({tuple(np.asarray(t)) for t in table.T}) == 3  # slots drawn independently
+  # Fakes come one generator pass per slot, [slot, pack, D]; pack p holds fake[:, p] in order.
+  fake = jnp.arange(3 * 10 * 2.0).reshape(3, 10, 2)
+  sets = gan_trainer._fakes_to_sets(g, fake, None)
+  np.testing.assert_array_equal(sets[4], fake[:, 4])
+
+
+def test_batch_norm_statistics_per_slot_in_training_and_population_statistics_at_evaluation():
+  x = jax.random.normal(jax.random.key(0), (3, 50, 4)) * jnp.array([1.0, 2.0, 3.0])[:, None, None]
+  bn = BatchNorm()
+  variables = bn.init(jax.random.key(1), x, True)
+  y, updates = bn.apply(variables, x, True, mutable=["batch_stats"])
+  # Each slot normalized by its own statistics (epsilon 1e-4 inside the stdev).
+  mean, stdev = x.mean(1, keepdims=True), jnp.sqrt(x.var(1, keepdims=True) + 1e-4)
+  np.testing.assert_allclose(y, (x - mean) / stdev, rtol=1e-5, atol=1e-5)
+  stats = updates["batch_stats"]
+  np.testing.assert_allclose(stats["mean"], 0.05 * mean.mean((0, 1)), rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(stats["stdev"], 0.95 + 0.05 * stdev.mean((0, 1)), rtol=1e-5)
+  # Evaluation: population statistics, no epsilon; a sample's output ignores its batch.
+  evaluated = bn.apply({**variables, "batch_stats": stats}, x[0], False)
+  np.testing.assert_allclose(evaluated, (x[0] - stats["mean"]) / stats["stdev"], rtol=1e-6)
+  alone = bn.apply({**variables, "batch_stats": stats}, x[0, :1], False)
+  np.testing.assert_array_equal(alone, evaluated[:1])
+
+
+def test_generator_statistics_live_in_the_state_update_are_digested_and_resume_bit_identically(
+  tmp_path,
+):
+  config = tiny_pacgan()
+  g, root, data = gan_trainer.build(config)
+  state = g.init_state(root)
+  assert set(state.g_params) == {"params", "batch_stats"}
+  assert set(state.g_opt_state[0].mu) == {"params"}  # the optimizer never sees statistics
+  stepped, _ = jax.jit(lambda s: gan_trainer.train_step(g, s, root, data))(state)
+  before, after = state.g_params["batch_stats"], stepped.g_params["batch_stats"]
+  assert all(
+    not np.array_equal(a, b)
+    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after), strict=True)
+  )
+  # Only the statistics changed: the digest still sees it.
+  nudged = stepped.replace(
+    g_params={**stepped.g_params, "batch_stats": jax.tree.map(lambda v: v + 1e-3, after)}
+  )
+  assert trace.part_digests(nudged)["g_params"] != trace.part_digests(stepped)["g_params"]
+  # Evaluation uses the (refreshed) population statistics, not the evaluation batch's own.
+  samples, row = g.evaluate(stepped, root)
+  assert samples.shape == (200, 2) and "modes" in row
+
+  gan_trainer.train_and_evaluate(config, str(tmp_path / "straight"))
+  half = tiny_pacgan(**{"train.num_steps": 20})
+  gan_trainer.train_and_evaluate(half, str(tmp_path / "resumed"))
+  gan_trainer.train_and_evaluate(config, str(tmp_path / "resumed"))
+  straight, resumed = _rows(tmp_path / "straight"), _rows(tmp_path / "resumed")
+  assert [r["state_digest"] for r in straight] == [r["state_digest"] for r in resumed]
+  assert [r["step"] for r in resumed] == [20, 40]
+
+
+def _reference_step(g, state, root, data):
+  """One simultaneous update written out by hand: both gradients at the old parameters."""
+  _, real_sets = gan_trainer.draw_real(g, root, data, 0)
+  z = jax.random.normal(rng.step_key(root, rng.Stream.Z, 0), (g.set_size, g.batch_size, g.z_dim))
+  stats = state.g_params["batch_stats"]
+
+  def fakes(g_params):
+    fake, _ = g.generator.apply(
+      {**g_params, "batch_stats": stats}, z, train=True, mutable=["batch_stats"]
+    )
+    return jnp.swapaxes(fake, 0, 1)
+
+  def d_loss(d_params, g_params):
+    real = g.discriminator.apply(d_params, real_sets)
+    fake = g.discriminator.apply(d_params, fakes(g_params))
+    return jnp.mean(jax.nn.softplus(-real)) + jnp.mean(jax.nn.softplus(fake))
+
+  def g_loss(d_params, g_params):
+    return jnp.mean(jax.nn.softplus(-g.discriminator.apply(d_params, fakes(g_params))))
+
+  trainable = {"params": state.g_params["params"]}
+  d_grads = jax.grad(d_loss, 0)(state.d_params, trainable)
+  g_grads = jax.grad(g_loss, 1)(state.d_params, trainable)
+  lr = 0.5  # plain SGD: new = old - lr * grad
+  return (
+    jax.tree.map(lambda p, dp: p - lr * dp, state.d_params, d_grads),
+    jax.tree.map(lambda p, dp: p - lr * dp, trainable, g_grads),
+  )
+
+
+def test_the_simultaneous_rule_takes_both_gradients_at_the_old_parameters():
+  # Flax's larger initial D weights make D's own step move G's gradient visibly.
+  sgd = {
+    "optimizer.name": "sgd",
+    "optimizer.learning_rate": 0.5,
+    "model.discriminator.init": "flax",
+  }
+  results = {}
+  for rule in ("simultaneous", "alternating"):
+    g, root, data = gan_trainer.build(tiny_pacgan(**sgd, **{"train.update_rule": rule}))
+    state = g.init_state(root)
+    results[rule] = jax.jit(
+      lambda s, g=g, root=root, data=data: gan_trainer.train_step(g, s, root, data)
+    )(state)[0]
+  ref_d, ref_g = _reference_step(g, state, root, data)
+
+  def max_difference(a, b):
+    return max(
+      float(jnp.abs(x - y).max())
+      for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    )
+
+  simultaneous, alternating = results["simultaneous"], results["alternating"]
+  assert max_difference(simultaneous.d_params, ref_d) < 1e-6
+  simultaneous_error = max_difference({"params": simultaneous.g_params["params"]}, ref_g)
+  assert simultaneous_error < 1e-6
+  # The alternating rule's D step is the same; its G step sees the new D, so it differs.
+  assert max_difference(alternating.d_params, ref_d) < 1e-6
+  assert max_difference({"params": alternating.g_params["params"]}, ref_g) > 1e-4
+
+
+def tiny_configs_before_this_change():
+  """configs/gan.py and gan_setd.py shrunk, with their final digests from the code before
+  PacGAN's options existed (recorded on CPU at commit 45474c1)."""
+  for module, digest in (
+    (gan, "e6f6043b0199be0945520b5991c8d27ecd5aff7aae037bb46f57a9608c17c55a"),
+    (gan_setd, "67cf8da189e5394e32b246b8521506c2e2916134307da050ab90947e88d710ae"),
+  ):
+    c = module.get_config()
+    c.data.num_train = 500
+    c.model.generator.width = 16
+    c.model.generator.depth = 2
+    c.model.discriminator.width = 16
+    c.model.discriminator.depth = 2
+    c.train.batch_size = 32
+    c.train.num_steps = 30
+    c.train.steps_per_dispatch = 15
+    c.train.log_every = 15
+    c.train.eval_every = 30
+    c.train.checkpoint_every = 30
+    c.eval.num_samples = 200
+    yield module.__name__, c, digest
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="digests recorded on CPU")
+def test_existing_configs_give_the_same_final_rows_as_before(tmp_path):
+  for name, config, digest in tiny_configs_before_this_change():
+    assert "packing" not in config.train and "batch_norm" not in config.model.generator
+    row = gan_trainer.train_and_evaluate(config, str(tmp_path / name))
+    assert row["state_digest"] == digest, name
+
+
+def tiny_study():
+  config = study_pacgan_table1.get_config("runlocal")
+  config.study.data = "ring8"
+  config.study.pack_sizes = "2"
+  config.base.data.num_train = 200
+  config.base.model.generator.width = 8
+  config.base.model.generator.depth = 2
+  config.base.model.discriminator.width = 4
+  config.base.train.batch_size = 10
+  config.base.train.num_steps = 20
+  config.base.train.steps_per_dispatch = 10
+  config.base.train.eval_every = 10
+  config.base.train.log_every = 10
+  config.base.train.checkpoint_every = 20
+  config.base.eval.num_samples = 100
+  return config
+
+
+def test_table1_runlocal_pipeline_writes_the_side_by_side_table(tmp_path):
+  config = tiny_study()
+  work_dir = str(tmp_path / "study")
+  report = table1.run_study(config, work_dir)
+  (cell,) = report["cells"]
+  assert (cell["name"], cell["m"], cell["seeds"], cell["steps"]) == ("ring8-m2", 2, 2, 20)
+  assert cell["modes"]["paper"] == {"mean": 7.9, "standard_error": 0.1}
+  assert cell["high_quality"]["paper"]["mean"] == 95.6
+  with open(os.path.join(work_dir, "report.json")) as f:
+    assert json.load(f) == report
+  with open(os.path.join(work_dir, table1.REPORT_FILE)) as f:
+    text = f.read()
+  assert "| data | m | steps | seeds | modes | paper |" in text
+  assert "| ring8 | 2 | 20 | 2 |" in text and "7.9 ± 0.1" in text and "0.07 ± 0.03" in text
+  # A finished cell is never rerun: the second call only rebuilds the report.
+  mtime = os.path.getmtime(os.path.join(work_dir, "cells", "ring8-m2", "outcome.json"))
+  assert table1.run_study(config, work_dir) == report
+  assert os.path.getmtime(os.path.join(work_dir, "cells", "ring8-m2", "outcome.json")) == mtime
+
+
+def test_cells_far_from_the_paper_are_marked():
+  config = study_pacgan_table1.get_config()
+  assert [c["name"] for c in table1.cells(config)] == [
+    f"{data}-m{m}" for data in ("ring8", "grid25") for m in (1, 2, 3, 4)
+  ]
+  run = table1.cell_config(config, {"name": "grid25-m3", "data": "grid25", "m": 3})
+  assert (run.data.name, run.model.set_size, run.population.size) == ("grid25", 3, 10)
+  published = table1.published_values(config, "ring8", 2)
+
+  def summary(modes):
+    outcomes = [{"modes": v, "high_quality": 0.956, "reverse_kl": 0.07} for v in modes]
+    saved = {"outcomes": outcomes, "steps": 10}
+    return table1.cell_summary({"name": "x", "data": "ring8", "m": 2}, saved, published)
+
+  assert summary([8, 8, 8, 8])["differs_from_paper"] == []  # 0.1 / 0.1 = 1 error apart
+  far = summary([6, 6, 7, 6])
+  assert far["differs_from_paper"] == ["modes"] and far["modes"]["combined_errors_apart"] > 2
