@@ -1,9 +1,12 @@
-r"""Per-sample discriminator GAN on a 2D mixture (the baseline).
+r"""Per-sample discriminator GAN on a 2D mixture: jgen's fast baseline.
 
-PacGAN's protocol: a fixed set of 100,000 points; G z(2) -> 4x400 ReLU -> 2;
-D 3x200 ReLU -> 1; Adam lr 1e-4, beta1 0.8; batch 100; evaluation on 2,500
-samples. PacGAN trained 400 epochs (400k steps); the default here is 30k steps,
-so that one run fits in a few minutes on a laptop CPU (docs/decisions.md).
+PacGAN's sizes, not its protocol: a fixed set of 100,000 points; G z(2) -> 4x400
+ReLU -> 2 (no BatchNorm); D 3x200 ReLU -> 1 (not maxout); Flax's initializers;
+D's step, then G's against the new D; Adam lr 1e-4 with optax's b1 = 0.8; batch
+100 samples; evaluation on 2,500 samples; 30k steps, so that one run fits in a
+few minutes on a laptop CPU (docs/decisions.md). PacGAN's official protocol
+(BatchNorm G, maxout D, N(0, 0.02) init, simultaneous updates, packs, 400k
+steps) is configs/pacgan.py; docs/pacgan.md compares the two.
 
   python -m jgen.main --config=configs/gan.py --workdir=runs/gan
   python -m jgen.main --config=configs/gan.py:data=grid25 --workdir=runs/gan_grid

@@ -3,14 +3,16 @@ r"""Set-discriminator GAN on a 2D mixture: D judges sets of m generated samples.
 Each step's batch of 100 samples (real, and fake) is split into 25 sets of
 m=4 by a keyed random assignment (the `packing` stream); the DeepSets
 discriminator embeds each sample, pools mean, variance and third moment over
-the set, and scores the set. Everything else is configs/gan.py.
+the set, and scores the set. Everything else is configs/gan.py, jgen's fast
+baseline (PacGAN's sizes; PacGAN's own protocol is configs/pacgan.py).
 
   python -m jgen.main --config=configs/gan_setd.py --workdir=runs/gan_setd
   python -m jgen.main --config=configs/gan_setd.py:data=grid25 --workdir=runs/setd_grid
   python -m jgen.main --config=configs/gan_setd.py \
       --config.model.discriminator.name=attention --workdir=runs/setd_attn
 
-Discriminators: deepsets, attention, pack (PacGAN), minibatch_disc, mbstd.
+Discriminators: deepsets, attention, pack (PacGAN's packing with a ReLU MLP), minibatch_disc,
+mbstd, maxout_pack (PacGAN's maxout D).
 """
 
 from configs import gan
