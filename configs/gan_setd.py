@@ -11,8 +11,8 @@ baseline (PacGAN's sizes; PacGAN's own protocol is configs/pacgan.py).
   python -m jgen.main --config=configs/gan_setd.py \
       --config.model.discriminator.name=attention --workdir=runs/setd_attn
 
-Discriminators: deepsets, attention, pack (PacGAN's packing with a ReLU MLP), minibatch_disc,
-mbstd, maxout_pack (PacGAN's maxout D).
+Discriminators: deepsets, attention, pack (PacGAN's packing with ReLU layers; configs/pacgan.py
+has PacGAN's maxout D), minibatch_disc, mbstd.
 """
 
 from configs import gan
