@@ -1,5 +1,11 @@
-"""Shared fixtures: a tiny GAN config that trains in seconds on a CPU."""
+"""Shared fixtures: a tiny GAN config that trains in seconds on a CPU; JAX's persistent
+compilation cache for the whole suite."""
 
+import importlib.util
+import os
+import tempfile
+
+import jax
 import pytest
 
 from configs import gan, gan_setd
@@ -23,6 +29,78 @@ def tiny_config(setd: bool = False, **overrides):
   # dotted paths, as on the command line; an unknown key raises, as there
   config.update_from_flattened_dict(overrides)
   return config
+
+
+# Bounded (least recently used entries go first); the bound needs `filelock`, which also keeps
+# processes sharing the cache from reading an entry another is still writing.
+COMPILATION_CACHE_BYTES = 2 * 1024**3
+
+
+def pytest_configure(config):
+  """Compiled programs are kept on disk and shared by every test, xdist worker and command
+  subprocess: the suite compiles the same small programs many times (each test builds its own
+  trainer, and jit caches live in one process). A cached program is the one XLA would compile
+  again from the same HLO and options (both in its key), so no result changes; only time."""
+  cache = getattr(config, "cache", None)
+  path = (
+    str(cache.mkdir("jax_compilation_cache"))
+    if cache is not None
+    else os.path.join(tempfile.gettempdir(), "jgen_jax_compilation_cache")
+  )
+  settings = {
+    "jax_compilation_cache_dir": path,
+    "jax_persistent_cache_min_compile_time_secs": 0.0,
+    "jax_persistent_cache_min_entry_size_bytes": 0,
+  }
+  if importlib.util.find_spec("filelock") is not None:
+    settings["jax_compilation_cache_max_size"] = COMPILATION_CACHE_BYTES
+  for name, value in settings.items():
+    jax.config.update(name, value)
+    os.environ[name.upper()] = str(value)  # the subprocesses' JAX reads these at import
+  if _last_seconds(config):
+    # xdist hands out files in collection order (longest first, below), not by test count.
+    config.option.loadscopereorder = False
+
+
+# Seconds per test file in the last run, kept in pytest's cache: the next run starts the longest
+# files first, so that under xdist no long file starts last and runs on alone.
+FILE_SECONDS = "jgen/seconds_per_file"
+_seconds_this_run: dict[str, float] = {}
+
+
+def _last_seconds(config) -> dict[str, float]:
+  cache = getattr(config, "cache", None)
+  return cache.get(FILE_SECONDS, {}) if cache is not None else {}
+
+
+def pytest_collection_modifyitems(config, items):
+  seconds = _last_seconds(config)
+  if seconds:
+    # Files the last run did not time (new ones) go first; a file's tests stay together.
+    items.sort(key=lambda item: -seconds.get(item.nodeid.split("::")[0], float("inf")))
+
+
+def _is_whole_suite(config) -> bool:
+  """The default run (the README's command): every file's time is the time of all its tests."""
+  return (
+    config.args_source == pytest.Config.ArgsSource.TESTPATHS
+    and not config.option.keyword
+    and not config.option.markexpr
+    and not getattr(config.option, "lf", False)
+  )
+
+
+def pytest_runtest_logreport(report):
+  path = report.nodeid.split("::")[0]
+  _seconds_this_run[path] = _seconds_this_run.get(path, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session):
+  config = session.config
+  if hasattr(config, "workerinput"):
+    return  # an xdist worker: the controller sees every report and records them
+  if _seconds_this_run and config.cache is not None and _is_whole_suite(config):
+    config.cache.set(FILE_SECONDS, _seconds_this_run)
 
 
 @pytest.fixture
