@@ -26,6 +26,7 @@ from jgen.collapse import trace
 from jgen.core import jsonl
 
 DIGESTS_SUFFIX = ".digests.json"
+WINDOW_SUFFIX = ".window.npz"  # written by the loop when a signal stops a run between rows
 DAMAGED_DIR = "damaged_checkpoints"
 
 
@@ -175,9 +176,10 @@ class Checkpoints:
     if not kept:
       return
     for name in os.listdir(self.directory):
-      if name.endswith(DIGESTS_SUFFIX) and name[: -len(DIGESTS_SUFFIX)].isdigit():
-        if int(name[: -len(DIGESTS_SUFFIX)]) < min(kept):
-          os.unlink(os.path.join(self.directory, name))
+      # S.digests.json and S.window.npz go with checkpoint S once orbax has deleted it.
+      step, _, rest = name.partition(".")
+      if f".{rest}" in (DIGESTS_SUFFIX, WINDOW_SUFFIX) and step.isdigit() and int(step) < min(kept):
+        os.unlink(os.path.join(self.directory, name))
 
   def _save_error(self, step, error) -> CheckpointError:
     good = [s for s in self.all_steps() if s != step and os.path.isdir(self.step_dir(s))]

@@ -278,7 +278,7 @@ def _loop(session: _Session, state, start: int):
 
 
 def _window_path(session: _Session, step: int) -> str:
-  return os.path.join(session.ckpts.directory, f"{step}.window.npz")
+  return os.path.join(session.ckpts.directory, f"{step}{checkpoints.WINDOW_SUFFIX}")
 
 
 def _stop(session: _Session, state, step: int, pending, saved=False, parts=None):
