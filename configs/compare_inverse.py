@@ -1,4 +1,5 @@
-r"""DGN prior vs Deep Image Prior on the same degraded digits (jgen/studies/inverse_comparison.py).
+r"""DGN prior vs Deep Image Prior vs a denoising prior (DPS) on the same degraded digits
+(jgen/studies/inverse_comparison.py).
 
   python -m jgen.compare_inverse --config=configs/compare_inverse.py --workdir=runs/inverse
   python -m jgen.compare_inverse --config=configs/compare_inverse.py:runlocal --workdir=W
@@ -13,8 +14,28 @@ connections, input scale and input perturbation are configs/dip.py's; its net is
 
 import ml_collections
 
-from configs import dgn, dip
+from configs import dgn, dip, flow
 from jgen.core import config as config_lib
+
+
+def denoise_prior_config(num_train: int, steps: int, width: int) -> ml_collections.ConfigDict:
+  """configs/flow.py's noise prediction, set for single 8x8 digits (the study supplies them)."""
+  c = flow.get_config("objective=noise_prediction")
+  with c.unlocked():
+    c.data.name = "digits"
+    c.data.num_train = num_train
+    c.model.width = width
+    c.train.num_steps = steps
+    c.train.batch_size = 64
+    c.train.steps_per_dispatch = 250
+    c.train.log_every = min(1000, steps)
+    c.train.eval_every = steps
+    c.train.checkpoint_every = steps
+    c.eval.num_samples = 64
+    c.eval.sample_batch = 64
+    c.collapse.enabled = False  # digits without a classifier have no modes to lose
+    c.collapse.trace = False
+  return c
 
 
 def get_config(arg=None):
@@ -46,6 +67,12 @@ def get_config(arg=None):
   c.dip_learning_rate = 0.01
   c.dip_steps = 1000
   c.dip_eval_every = 50
+  # The denoising prior: noise prediction (VP) with a time-conditioned U-Net on the DGN prior's
+  # training digits, and diffusion posterior sampling (DPS, Chung et al. 2023) per image.
+  c.denoise_prior = denoise_prior_config(c.prior.data.num_train, steps=6000, width=32)
+  c.dps_steps = 200
+  c.dps_scale = 1.0  # DPS's step on the gradient of ||y - A(x0_hat)||
+  c.dps_samples = 4  # posterior samples averaged per image
   if arg.runlocal:
     c.prior = dgn.get_config("n=64,z_dim=32")
     c.prior.train.num_steps = 2000
@@ -56,5 +83,8 @@ def get_config(arg=None):
     c.z_steps = 100
     c.g_steps = 20
     c.dip_steps = 200
+    c.denoise_prior = denoise_prior_config(c.prior.data.num_train, steps=300, width=8)
+    c.dps_steps = 20
+    c.dps_samples = 2
   c.lock()
   return c

@@ -51,6 +51,8 @@ def base_config(arg) -> ml_collections.ConfigDict:
   c.objective = ml_collections.ConfigDict()
   c.objective.name = arg.objective  # flow_matching | noise_prediction | discriminator_flow
   c.objective.s_min = 1e-3  # noise prediction: smallest noise level trained and sampled
+  # Training levels t = 1 - (1 - u)^level_power, u ~ U[0, 1] (1: uniform; t = 1 is data).
+  c.objective.level_power = 1.0
 
   c.model = ml_collections.ConfigDict()
   c.model.width = 256
@@ -63,7 +65,11 @@ def base_config(arg) -> ml_collections.ConfigDict:
   c.sampling = ml_collections.ConfigDict()
   c.sampling.method = "euler" if arg.objective == "flow_matching" else "ancestral"
   c.sampling.num_steps = 50 if arg.objective == "flow_matching" else 100
-  c.sampling.step_size = 0.0  # ascent only
+  # ascent only: the first step's size, the last's (geometric in between; 0: constant), and
+  # whether a step follows the unit gradient direction (its length is then the step size).
+  c.sampling.step_size = 0.0
+  c.sampling.final_step_size = 0.0
+  c.sampling.normalize = False
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "adam"

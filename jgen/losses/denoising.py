@@ -15,7 +15,8 @@ Three objectives (`config.objective.name`), each a pure function of the network'
   discriminator_flow  the essay's proposal: a network D(x), no time input, trained so that
                       pure noise scores 0, data 1 and the point x_t of the flow-matching path
                       scores t (binary cross-entropy with the soft label t, whose minimizer is
-                      D(x) = E[t | x]); samples climb log D / (1 - D) from noise.
+                      D(x) = E[t | x]), t = 1 - (1 - u)^p (`warp_levels`); samples climb
+                      log D / (1 - D) from noise.
 
 Sampling (`sample_field`, `ancestral`, `ascend`) starts from noise the caller draws, so that
 an evaluation can reuse the same noise every time.
@@ -79,6 +80,12 @@ def noise_prediction_loss(predict, x: jax.Array, eps: jax.Array, s_B: jax.Array)
   return jnp.mean((predict(noise_prediction_inputs(x, eps, s_B), s_B) - eps) ** 2)
 
 
+def warp_levels(u_B: jax.Array, power: float) -> jax.Array:
+  """Levels t = 1 - (1 - u)^power from uniform u: power > 1 puts more of them near the data
+  (t = 1), where the discriminator flow must tell a mode from the gap beside it."""
+  return 1.0 - (1.0 - u_B) ** power
+
+
 def discriminator_flow_loss(logit, x0: jax.Array, x1: jax.Array, t_B: jax.Array):
   """(cross-entropy of D(x_t) against the soft label t, mean D on pure noise, mean D on data).
 
@@ -97,7 +104,9 @@ class Sampling:
 
   method: str  # euler | heun (ODE), ancestral (noise prediction), ascent (discriminator flow)
   num_steps: int
-  step_size: float = 0.0  # ascent only
+  step_size: float = 0.0  # ascent: the first step's size
+  final_step_size: float = 0.0  # ascent: the last step's (geometric in between); 0: constant
+  normalize: bool = False  # ascent: steps along the unit gradient direction
   s_min: float = 1e-3  # noise prediction: the smallest noise level trained and sampled
 
   def evaluations_per_sample(self, objective: str) -> int:
@@ -171,16 +180,52 @@ def ancestral(predict, noise: jax.Array, key: jax.Array, num_steps: int) -> jax.
 
 
 def ascend(logit, noise: jax.Array, sampling: Sampling) -> jax.Array:
-  """The discriminator flow: `num_steps` steps of x <- x + step_size * grad_x logit D(x).
+  """The discriminator flow: `num_steps` steps x <- x + eta_k g(x), g = grad_x logit D(x).
 
   The logit, log D / (1 - D), rather than D itself: D saturates at 1 near the data (and at
   0 far out), where its gradient vanishes before a point has arrived; the log-odds keep a
   gradient, as the log density ratio of discriminator gradient flows does (Ansari et al.
-  2021). Per-sample gradients: D scores each point alone.
+  2021). eta_k falls geometrically from step_size to final_step_size (constant if that is
+  0): long steps carry noise to the data, short ones settle it on a maximum of D. With
+  `normalize`, g is scaled to unit length per point, so eta_k is the distance moved. Per-
+  sample gradients: D scores each point alone.
   """
   grad = jax.grad(lambda x: jnp.sum(logit(x)))
+  final = sampling.final_step_size or sampling.step_size
+  ratio = final / sampling.step_size
 
-  def step(_, x):
-    return x + sampling.step_size * grad(x)
+  def step(k, x):
+    eta = sampling.step_size * ratio ** (k / max(sampling.num_steps - 1, 1))
+    g = grad(x)
+    if sampling.normalize:
+      axes = tuple(range(1, x.ndim))
+      g = g / (jnp.sqrt(jnp.sum(g**2, axis=axes, keepdims=True)) + 1e-12)
+    return x + eta * g
 
   return jax.lax.fori_loop(0, sampling.num_steps, step, noise)
+
+
+def posterior_sample(predict, noise, key, num_steps: int, residual_norm, scale: float):
+  """Diffusion posterior sampling (DPS, Chung et al. 2023): ancestral steps, each followed by
+  x <- x - scale * grad_x ||y - A(x0_hat(x))||, the gradient of the observation's residual
+  norm at the denoised estimate, taken through the network. Training-free: the prior is the
+  trained noise predictor, y and A enter only through `residual_norm(x0_hat) -> [B]`.
+  """
+  levels = jnp.linspace(1.0, 0.0, num_steps + 1)
+
+  def step(i, x):
+    s, s_next = levels[i], levels[i + 1]
+    a, a_next = vp_alpha_bar(s), vp_alpha_bar(s_next)
+    beta = 1.0 - a / a_next
+
+    def norm_and_eps(x):
+      eps = predict(x, jnp.full(x.shape[:1], s, jnp.float32))
+      x0_hat = (x - jnp.sqrt(1.0 - a) * eps) / jnp.sqrt(a)
+      return jnp.sum(residual_norm(x0_hat)), eps
+
+    (_, eps), grad = jax.value_and_grad(norm_and_eps, has_aux=True)(x)
+    mean = (x - beta / jnp.sqrt(1.0 - a) * eps) / jnp.sqrt(1.0 - beta)
+    std = jnp.sqrt(beta * (1.0 - a_next) / (1.0 - a))
+    return mean + std * jax.random.normal(jax.random.fold_in(key, i), x.shape) - scale * grad
+
+  return jax.lax.fori_loop(0, num_steps, step, noise)

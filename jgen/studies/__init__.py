@@ -20,6 +20,7 @@ _STUDIES = {
   "sampling_order": "jgen.studies.sampling_order",
   "dgn_zdim": "jgen.studies.zsweep",
   "inverse_comparison": "jgen.studies.inverse_comparison",
+  "optimizer_sensitivity": "jgen.studies.optimizer_sensitivity",
   "pacgan_table1": "jgen.studies.table1",
 }
 

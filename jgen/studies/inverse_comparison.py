@@ -1,4 +1,4 @@
-"""Inverse problems on digits: a trained DGN as the prior vs Deep Image Prior, one table.
+"""Inverse problems on digits: a trained DGN prior, Deep Image Prior and a denoising prior.
 
 configs/compare_inverse.py.
 1. Trains (or resumes) the DGN prior under W/dgn_prior (an ordinary configs/dgn.py run).
@@ -11,12 +11,17 @@ configs/compare_inverse.py.
    trainer's data loss and input perturbation; `dip` is the PSNR at the last step, `dip_best`
    the best PSNR over its evaluations (an oracle early stop that a real user cannot have: it
    reads the clean image).
+5. Denoising prior, training-free: a noise predictor (configs/flow.py's noise prediction, a
+   time-conditioned U-Net) trained under W/denoise_prior on the DGN prior's training digits,
+   then diffusion posterior sampling (DPS, Chung et al. 2023) for each y; `dps` is the PSNR of
+   the mean of `dps_samples` posterior samples.
 Writes W/table.md and W/table.json (mean PSNR per task, method and image group) and
-W/examples_<group>_<task>.png (clean, degraded, dgn_z, dgn_z+G, dip).
+W/examples_<group>_<task>.png (clean, degraded, dgn_z, dgn_z+G, dip, dps).
 """
 
 import collections
 import dataclasses
+import functools
 import json
 import os
 
@@ -28,14 +33,16 @@ from absl import logging
 
 from jgen.core import registry, rng
 from jgen.data import digits
+from jgen.datasets import ImageDataset
 from jgen.evals import fidelity
-from jgen.losses import inverse
+from jgen.losses import denoising, inverse
 from jgen.models.dip import SkipNet
 from jgen.run import checkpoints
+from jgen.trainers import denoise
 from jgen.trainers import dgn as dgn_trainer
 from jgen.viz import imgrid
 
-METHODS = ("input", "dgn_z", "dgn_z+G", "dip", "dip_best")
+METHODS = ("input", "dgn_z", "dgn_z+G", "dip", "dip_best", "dps")
 REPORT_FILE = "table.md"
 
 
@@ -54,6 +61,9 @@ class Settings:
   dip_learning_rate: float
   dip_steps: int
   dip_eval_every: int
+  dps_steps: int
+  dps_scale: float
+  dps_samples: int
 
   @classmethod
   def from_config(cls, config):
@@ -189,6 +199,63 @@ def dip_fit(net, key, task, y_K, masks_K, clean_K, settings):
   return apply_K(params_K, z_K)[:, 0], best
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class DigitsSource:
+  """The DGN prior's training digits (the first `num_train` of scikit-learn's 8x8 digits, one
+  channel) as an image source, so that the denoising prior trains on the same images through
+  the one data interface (jgen/datasets); no classifier, so no modes."""
+
+  name: str = "digits"
+  sample_shape: tuple = (8, 8, 1)
+  num_modes: int = 0
+
+  def training_set(self, key, num_train: int):
+    del key  # a fixed subset, as the DGN prior's (trainers/dgn.py training_images)
+    return jnp.asarray(digits.load_digits()[0][:num_train])
+
+  def gather(self, train_set, indices_B):
+    return train_set[indices_B]
+
+
+def train_denoise_prior(config, work_dir: str):
+  """(the trained noise predictor's Denoiser, its parameters) of config.denoise_prior."""
+  data = ImageDataset(DigitsSource())
+  prior_dir = os.path.join(work_dir, "denoise_prior")
+  denoise.train_and_evaluate(config.denoise_prior, prior_dir, data=data)
+  den, root, _ = denoise.build(config.denoise_prior, data=data)
+  ckpts = checkpoints.Checkpoints(prior_dir, keep=config.denoise_prior.train.keep_checkpoints)
+  state = ckpts.restore(ckpts.latest_step(), like=den.init_state(root))
+  ckpts.close()
+  return den, state.params
+
+
+def dps_fit(den, params, key, task, y_K, masks_K, image_shape, settings):
+  """The mean of `dps_samples` diffusion posterior samples (DPS, Chung et al. 2023) per
+  image [K, H, W, C]: the noise predictor's ancestral steps guided by the gradient of the
+  residual norm ||y - A(x0_hat)|| (jgen/losses/denoising.py posterior_sample)."""
+  apply = functools.partial(den.network.apply, params)
+
+  def one(y, mask, key):
+    def residual_norm(x0_hat):
+      prediction = (x0_hat + 1.0) / 2.0  # the model's [-1, 1] back to pixels
+      residual = operator(task, mask[None], settings.factor)(prediction) - y[None]
+      return jnp.sqrt(jnp.sum(residual**2, axis=(1, 2, 3)))
+
+    noise = jax.random.normal(jax.random.fold_in(key, 0), (settings.dps_samples, *image_shape))
+    x = denoising.posterior_sample(
+      apply,
+      noise,
+      jax.random.fold_in(key, 1),
+      settings.dps_steps,
+      residual_norm,
+      settings.dps_scale,
+    )
+    return jnp.clip((x + 1.0) / 2.0, 0.0, 1.0).mean(axis=0)
+
+  keys = jax.random.split(key, len(y_K))
+  return jax.jit(jax.vmap(one))(y_K, masks_K, keys)
+
+
 def run_study(config, work_dir: str) -> dict:
   """Trains the prior, fits every problem by both methods, writes the table; returns it."""
   os.makedirs(work_dir, exist_ok=True)
@@ -212,6 +279,7 @@ def run_study(config, work_dir: str) -> dict:
   settings = Settings.from_config(config)
   if settings.dip_steps % settings.dip_eval_every or settings.dip_eval_every % UNROLL:
     raise ValueError(f"dip_steps must be a multiple of dip_eval_every, a multiple of {UNROLL}")
+  prior, prior_params = train_denoise_prior(config, work_dir)
   results = {}
   for group, clean_K in groups.items():
     problems = make_problems(config, clean_K, jax.random.fold_in(root, len(group)))
@@ -220,6 +288,16 @@ def run_study(config, work_dir: str) -> dict:
       dip_out, dip_best = dip_fit(
         net, jax.random.fold_in(root, 1000), task, y_K, masks_K, clean_K, settings
       )
+      dps = dps_fit(
+        prior,
+        prior_params,
+        jax.random.fold_in(root, 2000),
+        task,
+        y_K,
+        masks_K,
+        clean_K.shape[1:],
+        settings,
+      )
       degraded = inverse.degraded_view(operator(task, masks_K, config.factor), y_K, config.factor)
       psnrs = {
         "input": fidelity.psnr(degraded, clean_K),
@@ -227,14 +305,15 @@ def run_study(config, work_dir: str) -> dict:
         "dgn_z+G": fidelity.psnr(both, clean_K),
         "dip": fidelity.psnr(dip_out, clean_K),
         "dip_best": dip_best,
+        "dps": fidelity.psnr(dps, clean_K),
       }
       results[f"{group}/{task}"] = {m: float(jnp.mean(v)) for m, v in psnrs.items()}
       logging.info("%s/%s: %s", group, task, results[f"{group}/{task}"])
       shown = min(8, k)
       imgrid.save_grid(
         os.path.join(work_dir, f"examples_{group}_{task}.png"),
-        [list(np.asarray(a[:shown])) for a in (clean_K, degraded, z_only, both, dip_out)],
-        ["clean", "degraded", "dgn_z", "dgn_z+G", "dip"],
+        [list(np.asarray(a[:shown])) for a in (clean_K, degraded, z_only, both, dip_out, dps)],
+        ["clean", "degraded", "dgn_z", "dgn_z+G", "dip", "dps"],
         f"{group} digits, {task}",
       )
   with open(os.path.join(work_dir, "table.json"), "w") as f:
@@ -251,7 +330,10 @@ def table_markdown(results: dict, config) -> str:
     f"Mean PSNR (dB) over {config.num_images} digits per group. DGN prior: "
     f"{config.prior.data.num_train} training digits, z_dim {config.prior.model.z_dim}. "
     f"denoise sigma {config.noise_std:.3f}, inpaint keeps {config.keep_fraction:.0%} of pixels, "
-    f"superres {config.factor}x. dip_best is an oracle early stop (it reads the clean image).",
+    f"superres {config.factor}x. dip_best is an oracle early stop (it reads the clean image). "
+    f"dps: diffusion posterior sampling (Chung et al. 2023) with a noise predictor trained on "
+    f"the same {config.denoise_prior.data.num_train} digits, mean of {config.dps_samples} "
+    f"samples, {config.dps_steps} steps.",
     "",
     "| group/task | " + " | ".join(METHODS) + " |",
     "|---|" + "---|" * len(METHODS),

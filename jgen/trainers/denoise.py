@@ -68,6 +68,8 @@ class Denoiser:
   variants: variants.Variants | None
   mesh: jax.sharding.Mesh
   metric_names: tuple
+  decayed: bool  # the optimizer is chain(optimizer, cosine schedule)
+  level_power: float  # training levels t = 1 - (1 - u)^level_power, u uniform
 
   # What the run loop reads (jgen/run/loop.py).
   finite_metrics = ("loss",)
@@ -92,6 +94,11 @@ class Denoiser:
       raise ValueError(f"sampling.num_steps must be >= 1, got {config.sampling.num_steps}")
     if objective == "discriminator_flow" and config.sampling.step_size <= 0:
       raise ValueError(f"sampling.step_size must be > 0, got {config.sampling.step_size}")
+    if config.sampling.final_step_size < 0 or config.objective.level_power <= 0:
+      raise ValueError(
+        "sampling.final_step_size must be >= 0 and objective.level_power > 0, got "
+        f"{config.sampling.final_step_size}, {config.objective.level_power}"
+      )
     data = data if data is not None else datasets.get_dataset(config.data)
     member_variants = variants.parse(config)
     num_train = config.data.num_train
@@ -135,8 +142,11 @@ class Denoiser:
         config.sampling.method,
         config.sampling.num_steps,
         config.sampling.step_size,
+        config.sampling.final_step_size,
+        config.sampling.normalize,
         config.objective.s_min,
       ),
+      level_power=config.objective.level_power,
       eval_samples=config.eval.num_samples,
       eval_batch=config.eval.sample_batch,
       eval_config=config.eval,
@@ -146,6 +156,7 @@ class Denoiser:
       variants=member_variants,
       mesh=mesh if mesh is not None else parallel.make_mesh(),
       metric_names=metric_names,
+      decayed=config.train.lr_decay != "none",
     )
 
   @property
@@ -278,7 +289,11 @@ def _init_state(den: Denoiser, root: jax.Array) -> TrainState:
     params = den.network.init(key, x)
   else:
     params = den.network.init(key, x, jnp.zeros((1,), jnp.float32))
-  opt_state = variants.set_member_hyperparams(den.variants, den.optimizer.init(params))
+  opt_state = den.optimizer.init(params)
+  if den.decayed:  # chain(optimizer, schedule): the member's values go to the optimizer's state
+    opt_state = (variants.set_member_hyperparams(den.variants, opt_state[0]), *opt_state[1:])
+  else:
+    opt_state = variants.set_member_hyperparams(den.variants, opt_state)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state)
 
 
@@ -326,7 +341,8 @@ def train_step(den: Denoiser, state: TrainState, root: jax.Array, data):
   seen, real = draw_real(den, root, data, step)
   x1 = _shard(den, to_model(den, real))
   noise = jax.random.normal(rng.step_key(root, rng.Stream.SOURCE_NOISE, step), x1.shape)
-  level = jax.random.uniform(rng.step_key(root, rng.Stream.NOISE_LEVEL, step), x1.shape[:1])
+  uniform = jax.random.uniform(rng.step_key(root, rng.Stream.NOISE_LEVEL, step), x1.shape[:1])
+  level = denoising.warp_levels(uniform, den.level_power)
   noise, level = _shard(den, noise), _shard(den, level)
 
   def objective(params):

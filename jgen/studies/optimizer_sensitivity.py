@@ -1,0 +1,258 @@
+"""Which generator is insensitive to the optimizer? Five families x optimizer x learning rate.
+
+configs/study_optimizer.py. Families: the per-sample GAN (configs/gan.py), the set-D GAN
+(configs/gan_setd.py), flow matching (configs/flow.py), noise prediction
+(configs/flow.py:objective=noise_prediction) and the discriminator flow (configs/dflow.py),
+each from its own config (its default model, loss, sampler and Adam settings). For every
+family, optimizer {adam, momentum, sgd} and data set, one population trains the learning
+rates `study.lr_multipliers` x the family's default learning rate for that optimizer as
+variants (jgen/run/variants.py), `study.seeds` seeds each, so every learning rate sees the
+same seeds. If a member's loss goes non-finite the run loop stops the whole population; the
+cell then reruns each learning rate as its own population, and a rate that diverges again
+counts every seed as a failure (`diverged` in its outcome).
+
+A seed *succeeds* when its final evaluation captures every mode (PacGAN: at least one
+high-quality sample per mode) with at least `study.min_high_quality` of its samples of high
+quality. A cell (family, optimizer, learning rate, data) succeeds when all its seeds do. The
+report gives, per family, the fraction of cells and of seeds that succeed, with 95% Wilson
+intervals (the seeds of one cell share its settings, so the seed interval treats them as
+independent trials; read it as a summary, not a test).
+"""
+
+import copy
+import os
+
+import ml_collections
+
+from jgen.core import config as config_lib
+from jgen.core import jsonl
+from jgen.run import loop
+from jgen.studies import runner, sampling_order, stats
+from jgen.trainers import denoise
+from jgen.trainers import gan as gan_trainer
+
+REPORT_FILE = "report.md"
+FAMILIES = (
+  "per_sample_gan",
+  "set_gan",
+  "flow_matching",
+  "noise_prediction",
+  "discriminator_flow",
+)
+OPTIMIZERS = ("adam", "momentum", "sgd")
+# The family's default learning rate per optimizer: the GANs' are the sampling-order study's
+# pinned values (configs/study_sampling_order.py); the denoisers' keep the same ratios
+# (sgd = 10 x momentum = 100 x adam) from their own Adam default, 1e-3.
+GAN_RATES = {"adam": 1e-4, "momentum": 1e-3, "sgd": 1e-2}
+DENOISER_RATES = {"adam": 1e-3, "momentum": 1e-2, "sgd": 1e-1}
+
+
+def default_rate(family: str, optimizer: str) -> float:
+  return (GAN_RATES if family.endswith("gan") else DENOISER_RATES)[optimizer]
+
+
+def _names(text: str, valid, what: str) -> list[str]:
+  names = [name for name in text.split(",") if name]
+  unknown = [name for name in names if valid is not None and name not in valid]
+  if unknown or not names:
+    raise ValueError(
+      f"study.{what}: unknown or empty {unknown or names}; valid: {', '.join(valid or ['any'])}"
+    )
+  return names
+
+
+def multipliers(config) -> list[float]:
+  values = [float(v) for v in _names(config.study.lr_multipliers, None, "lr_multipliers")]
+  if min(values) <= 0:
+    raise ValueError(f"study.lr_multipliers must be > 0, got {values}")
+  return values
+
+
+def cells(config) -> list[dict]:
+  """One population per (family, optimizer, data): {name, family, optimizer, data}."""
+  return [
+    {"name": f"{family}-{optimizer}-{data}", "family": family, "optimizer": optimizer, "data": data}
+    for family in _names(config.study.families, FAMILIES, "families")
+    for optimizer in _names(config.study.optimizers, OPTIMIZERS, "optimizers")
+    for data in _names(config.study.data, None, "data")
+  ]
+
+
+def run_config(config, cell: dict, rates: list[float]) -> ml_collections.ConfigDict:
+  """The family's base config for `cell`, its learning rates as variants of one population."""
+  run = copy.deepcopy(config.base[cell["family"]])
+  run.unlock()
+  seeds = config.study.seeds
+  overrides = {
+    "data.name": cell["data"],
+    "optimizer.name": cell["optimizer"],
+    "optimizer.learning_rate": rates[0],
+    "population.size": seeds * len(rates),
+    "population.variants": (
+      "optimizer.learning_rate=" + "|".join(repr(r) for r in rates) if len(rates) > 1 else ""
+    ),
+    "collapse.trace": False,
+  }
+  for path, value in overrides.items():
+    config_lib.apply_override(run, f"{path}={value}")
+  if len(rates) == 1 and seeds == 1:
+    run.population.size = 1
+  run.lock()
+  return run
+
+
+def _trainer(run):
+  return gan_trainer if run.trainer == "gan" else denoise
+
+
+def _train(run, cell_dir: str, rates: list[float], seeds: int) -> list[dict]:
+  """Trains one population; per learning rate, its seeds' outcomes."""
+  _trainer(run).train_and_evaluate(run, cell_dir)
+  rows = jsonl.read_rows(os.path.join(cell_dir, "metrics.jsonl"))
+  if run.population.size == 1:  # a single member's row holds plain values
+    rows = [{k: [v] if k != "step" else v for k, v in row.items()} for row in rows]
+  members = sampling_order.member_outcomes(rows, run.collapse)
+  return [
+    {"lr": rate, "diverged": False, "seeds": members[i * seeds : (i + 1) * seeds]}
+    for i, rate in enumerate(rates)
+  ]
+
+
+def train_cell(config, cell: dict, cell_dir: str) -> dict:
+  seeds = config.study.seeds
+  rates = [m * default_rate(cell["family"], cell["optimizer"]) for m in multipliers(config)]
+  try:
+    by_rate = _train(run_config(config, cell, rates), cell_dir, rates, seeds)
+  except loop.NonFiniteError as error:
+    by_rate = []
+    for rate in rates:  # one population per rate: a divergent rate no longer stops the rest
+      try:
+        by_rate += _train(
+          run_config(config, cell, [rate]), os.path.join(cell_dir, f"lr_{rate:g}"), [rate], seeds
+        )
+      except loop.NonFiniteError as alone:
+        by_rate.append({"lr": rate, "diverged": str(alone).split(";")[0], "seeds": []})
+    by_rate = [dict(entry, population_error=str(error).split(";")[0]) for entry in by_rate]
+  return {"cell": cell, "by_rate": by_rate}
+
+
+def seed_succeeds(outcome: dict, min_high_quality: float) -> bool:
+  return outcome["modes"] == outcome["num_modes"] and outcome["high_quality"] >= min_high_quality
+
+
+def build_report(finished, config) -> dict:
+  """Per family: cells and seeds that succeed (Wilson 95%); and every cell's numbers."""
+  threshold, seeds = config.study.min_high_quality, config.study.seeds
+  rows, families = [], {}
+  for cell, outcome in finished:
+    for entry in outcome["by_rate"]:
+      wins = sum(seed_succeeds(o, threshold) for o in entry["seeds"])
+      modes, _ = stats.mean_and_standard_error([o["modes"] for o in entry["seeds"]])
+      quality, _ = stats.mean_and_standard_error([o["high_quality"] for o in entry["seeds"]])
+      row = {
+        **{k: cell[k] for k in ("family", "optimizer", "data")},
+        "lr": entry["lr"],
+        "diverged": bool(entry["diverged"]),
+        "seeds_succeeded": wins,
+        "seeds": seeds,
+        "succeeded": wins == seeds,
+        "modes_mean": modes,
+        "high_quality_mean": quality,
+      }
+      rows.append(row)
+      family = families.setdefault(cell["family"], {"cells": [0, 0], "seeds": [0, 0]})
+      family["cells"][0] += row["succeeded"]
+      family["cells"][1] += 1
+      family["seeds"][0] += wins
+      family["seeds"][1] += seeds
+  summary = {
+    name: {
+      "cells_succeeded": c[0],
+      "cells": c[1],
+      "cells_wilson_95": list(stats.wilson_interval(*c)),
+      "seeds_succeeded": s[0],
+      "seeds": s[1],
+      "seeds_wilson_95": list(stats.wilson_interval(*s)),
+    }
+    for name, counts in families.items()
+    for c, s in [(counts["cells"], counts["seeds"])]
+  }
+  return _finite_or_none({"families": summary, "cells": rows})
+
+
+def _finite_or_none(value):
+  """NaN (the mean of a diverged cell's no seeds) as None, so report.json is valid JSON."""
+  if isinstance(value, float) and value != value:
+    return None
+  if isinstance(value, dict):
+    return {k: _finite_or_none(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return [_finite_or_none(v) for v in value]
+  return value
+
+
+def report_markdown(report: dict, config) -> str:
+  base = config.base
+  steps = ", ".join(f"{name} {base[name].train.num_steps}" for name in base)
+  lines = [
+    "# Optimizer sensitivity: which generator captures every mode under any optimizer?",
+    "",
+    f"{config.study.seeds} seeds per cell; learning rates "
+    f"{', '.join(f'{m:.3g}' for m in multipliers(config))} x the "
+    f"family's default per optimizer; steps: {steps}. A seed succeeds when its final "
+    f"evaluation captures every mode with high quality >= {config.study.min_high_quality}; a "
+    "cell when all its seeds do. 95% Wilson intervals.",
+    "",
+    "| family | cells succeeded | fraction [95% CI] | seeds succeeded | fraction [95% CI] |",
+    "|---|---|---|---|---|",
+  ]
+  for name, f in report["families"].items():
+    (cl, ch), (sl, sh) = f["cells_wilson_95"], f["seeds_wilson_95"]
+    lines.append(
+      f"| {name} | {f['cells_succeeded']}/{f['cells']} | "
+      f"{f['cells_succeeded'] / f['cells']:.2f} [{cl:.2f}, {ch:.2f}] | "
+      f"{f['seeds_succeeded']}/{f['seeds']} | {f['seeds_succeeded'] / f['seeds']:.2f} "
+      f"[{sl:.2f}, {sh:.2f}] |"
+    )
+  lines += [
+    "",
+    "| family | optimizer | lr | data | seeds succeeded | modes (mean) | high quality (mean) |",
+    "|---|---|---|---|---|---|---|",
+  ]
+  for r in report["cells"]:
+    modes = "diverged" if r["diverged"] else f"{r['modes_mean']:.2f}"
+    quality = "" if r["diverged"] else f"{r['high_quality_mean']:.3f}"
+    if not r["diverged"] and r["modes_mean"] is None:
+      modes = "n/a"
+    lines.append(
+      f"| {r['family']} | {r['optimizer']} | {r['lr']:g} | {r['data']} | "
+      f"{r['seeds_succeeded']}/{r['seeds']} | {modes} | {quality} |"
+    )
+  return "\n".join(lines) + "\n"
+
+
+def run_study(config, work_dir: str) -> dict:
+  """Trains every unfinished cell, rewriting the report after each; returns the report."""
+  grid = cells(config)
+  rates = multipliers(config)
+  for cell in grid:  # every cell's config is validated before the first one trains
+    run = run_config(
+      config, cell, [m * default_rate(cell["family"], cell["optimizer"]) for m in rates]
+    )
+    (gan_trainer.Gan if run.trainer == "gan" else denoise.Denoiser).from_config(run)
+
+  def write_report(finished):
+    report = build_report([(cell, outcome) for cell, outcome in finished], config)
+    runner.write_json(os.path.join(work_dir, "report.json"), report, indent=1, allow_nan=False)
+    with open(os.path.join(work_dir, REPORT_FILE), "w") as f:
+      f.write(report_markdown(report, config))
+    return report
+
+  return runner.run_cells(
+    work_dir,
+    grid,
+    [config] * len(grid),
+    lambda cell, study_config, cell_dir: train_cell(study_config, cell, cell_dir),
+    write_report,
+    "Optimizer study",
+  )
