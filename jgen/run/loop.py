@@ -34,7 +34,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
-from jax.experimental import multihost_utils
 
 from jgen.collapse import recorder as recorder_lib
 from jgen.collapse import trace
@@ -256,7 +255,7 @@ def _loop(session: _Session, state, start: int):
     row = {"step": step, **window, "steps_per_sec": steps_per_sec}
     row["state_digest"] = trace.state_digest(parts)
     if trainer.population > 1:
-      row["member_digests"] = _member_digests(state)
+      row["member_digests"] = trace.member_digests(state)
     if schedule.should_eval(step):
       last_eval = row
       row.update(_evaluate_and_picture(session, state, step))
@@ -338,19 +337,6 @@ def _evaluate_and_picture(session: _Session, state, step: int) -> dict:
     path = os.path.join(session.work_dir, trainer.picture_dir, f"step_{step:08d}.png")
     trainer.picture(path, shown, title, shown_row)
   return eval_row
-
-
-@jax.jit
-def _member_digests_u32(state) -> jax.Array:
-  return jax.vmap(trace.tree_digest_u32)(state)
-
-
-def _member_digests(state) -> list[str]:
-  """A 32-bit device digest per member (sha256 of P states would cost seconds per row)."""
-  digests = _member_digests_u32(state)
-  if not digests.is_fully_addressable:  # members sharded over processes
-    digests = multihost_utils.process_allgather(digests, tiled=True)
-  return [f"{int(d):08x}" for d in jax.device_get(digests)]
 
 
 def _fetch_window(session: _Session, pending) -> dict:
