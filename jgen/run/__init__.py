@@ -1,13 +1,17 @@
 """The one run loop and what it keeps on disk.
 
-  loop         train(trainer, config, workdir, root, data): resume or refuse, dispatch,
-               metric windows, non-finite stop, digests, evaluation, checkpoints, cases,
-               progress, the final row; run_chunk(trainer, ...) for replay and benchmarks
+  loop         train(trainer, config, workdir, root, data): resume (verified) or refuse,
+               dispatch, metric windows, non-finite stop, digests, evaluation, checkpoints,
+               cases, progress, the final row; run_chunk(trainer, ...) for replay and
+               benchmarks
   schedule     when to log, evaluate and save; steps/s and ETA
-  workdir      config.json (and the check that refuses a changed config), metrics.jsonl,
-               TensorBoard
-  checkpoints  orbax checkpoints of the train state
-  jsonl        the one reader and writer of JSON-lines files
+  workdir      config.json (and the check that refuses a changed config), metrics.jsonl
+               (rewritten atomically), TensorBoard
+  checkpoints  orbax checkpoints, each with the digests of its parts; verified restore with
+               fallback to the newest intact one
+  fingerprint  what determines the trajectory, stored with the checkpoints
+  lock         one writer per workdir
+  signals      SIGTERM/SIGINT: finish the chunk, checkpoint, exit 75
   variants     same-shaped hyper-parameter variants as members of one population
 
 Imported by trainers, collapse replay and studies; imports core, data (samplers, for
