@@ -40,7 +40,9 @@ class TimeMLP(nn.Module):
 
   @nn.compact
   def __call__(self, x_BxD: jax.Array, t_B: jax.Array) -> jax.Array:
-    embedding = nn.silu(nn.Dense(self.width)(time_features(t_B, self.time_dim)))
+    # A small embedding (time_dim), projected per layer: a width x width projection per layer
+    # would cost as much as the layer itself.
+    embedding = nn.silu(nn.Dense(self.time_dim)(time_features(t_B, self.time_dim)))
     h = x_BxD
     for _ in range(self.depth):
       h = nn.silu(nn.Dense(self.width)(h) + nn.Dense(self.width)(embedding))
