@@ -147,6 +147,7 @@ def build_report(finished, config) -> dict:
   for cell, outcome in finished:
     for entry in outcome["by_rate"]:
       wins = sum(seed_succeeds(o, threshold) for o in entry["seeds"])
+      all_modes = sum(o["modes"] == o["num_modes"] for o in entry["seeds"])
       modes, _ = stats.mean_and_standard_error([o["modes"] for o in entry["seeds"]])
       quality, _ = stats.mean_and_standard_error([o["high_quality"] for o in entry["seeds"]])
       row = {
@@ -154,13 +155,18 @@ def build_report(finished, config) -> dict:
         "lr": entry["lr"],
         "diverged": bool(entry["diverged"]),
         "seeds_succeeded": wins,
+        "seeds_all_modes": all_modes,
         "seeds": seeds,
         "succeeded": wins == seeds,
         "modes_mean": modes,
         "high_quality_mean": quality,
       }
       rows.append(row)
-      family = families.setdefault(cell["family"], {"cells": [0, 0], "seeds": [0, 0]})
+      family = families.setdefault(
+        cell["family"], {"cells": [0, 0], "seeds": [0, 0], "all_modes": [0, 0]}
+      )
+      family["all_modes"][0] += all_modes
+      family["all_modes"][1] += seeds
       family["cells"][0] += row["succeeded"]
       family["cells"][1] += 1
       family["seeds"][0] += wins
@@ -173,9 +179,11 @@ def build_report(finished, config) -> dict:
       "seeds_succeeded": s[0],
       "seeds": s[1],
       "seeds_wilson_95": list(stats.wilson_interval(*s)),
+      "seeds_all_modes": m[0],
+      "seeds_all_modes_wilson_95": list(stats.wilson_interval(*m)),
     }
     for name, counts in families.items()
-    for c, s in [(counts["cells"], counts["seeds"])]
+    for c, s, m in [(counts["cells"], counts["seeds"], counts["all_modes"])]
   }
   return _finite_or_none({"families": summary, "cells": rows})
 
@@ -203,16 +211,18 @@ def report_markdown(report: dict, config) -> str:
     f"evaluation captures every mode with high quality >= {config.study.min_high_quality}; a "
     "cell when all its seeds do. 95% Wilson intervals.",
     "",
-    "| family | cells succeeded | fraction [95% CI] | seeds succeeded | fraction [95% CI] |",
-    "|---|---|---|---|---|",
+    "| family | cells succeeded | fraction [95% CI] | seeds succeeded | fraction [95% CI] | "
+    "seeds with every mode (any quality) [95% CI] |",
+    "|---|---|---|---|---|---|",
   ]
   for name, f in report["families"].items():
     (cl, ch), (sl, sh) = f["cells_wilson_95"], f["seeds_wilson_95"]
+    ml, mh = f["seeds_all_modes_wilson_95"]
     lines.append(
       f"| {name} | {f['cells_succeeded']}/{f['cells']} | "
       f"{f['cells_succeeded'] / f['cells']:.2f} [{cl:.2f}, {ch:.2f}] | "
       f"{f['seeds_succeeded']}/{f['seeds']} | {f['seeds_succeeded'] / f['seeds']:.2f} "
-      f"[{sl:.2f}, {sh:.2f}] |"
+      f"[{sl:.2f}, {sh:.2f}] | {f['seeds_all_modes']}/{f['seeds']} [{ml:.2f}, {mh:.2f}] |"
     )
   lines += [
     "",
