@@ -113,7 +113,7 @@ def test_gradients_are_finite_for_a_collapsed_set(name):
 
 
 def test_unknown_discriminator_lists_the_valid_names():
-  with pytest.raises(ValueError, match="valid choices: attention, deepsets, mbstd"):
+  with pytest.raises(ValueError, match="valid choices: attention, deepsets, maxout_pack, mbstd"):
     models.make_discriminator(model_config("transformer"))
 
 
