@@ -3,12 +3,17 @@
 A study config names its study in `study_kind` (default "sampling_order"):
   sampling_order      does the order of data decide collapse? (sampling_order.py)
   dgn_zdim            how small can a DGN's z be? (zsweep.py)
-  inverse_comparison  DGN prior vs Deep Image Prior on degraded digits (inverse_comparison.py)
+  inverse_comparison  DGN prior vs Deep Image Prior (and a denoising prior) on degraded digits
+                      (inverse_comparison.py)
+  optimizer_sensitivity  which generator family is insensitive to the optimizer?
+                      (optimizer_sensitivity.py)
+  pacgan_table1       PacGAN's Table 1 beside the published values (table1.py)
+speed.py is the library of `python -m jgen.benchmark` (not a study chosen by name).
 Each study module has `run_study(config, workdir) -> report` and `REPORT_FILE`, the report's
 name under the workdir. stats.py holds their statistics and runner.py their resumable cells.
 
 Studies may import trainers and everything below them; nothing in the library imports a
-study. Only the commands (jgen.study, jgen.compare_inverse) import this package.
+study. Only the commands (jgen.study, jgen.compare_inverse, jgen.benchmark) import this package.
 """
 
 import importlib
