@@ -19,6 +19,7 @@ from jgen.data import mixtures
 from jgen.evals import diversity, modes
 from jgen.run import checkpoints, loop
 from jgen.trainers import gan as gan_trainer
+from jgen.trainers import gan_step
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -276,14 +277,14 @@ def test_a_case_from_an_interrupted_and_resumed_run_replays_identically(
 
 
 def test_a_non_finite_loss_records_a_case_up_to_the_bad_step(tmp_path, monkeypatch):
-  real_step = gan_trainer.train_step
+  real_step = gan_step.train_step
 
   def poisoned_step(gan, state, root, data):
     new_state, metrics = real_step(gan, state, root, data)
     poison = jnp.where(state.step + 1 >= 27, jnp.nan, 1.0)
     return new_state, {**metrics, "d_loss": metrics["d_loss"] * poison}
 
-  monkeypatch.setattr(gan_trainer, "train_step", poisoned_step)
+  monkeypatch.setattr(gan_step, "train_step", poisoned_step)
   with pytest.raises(loop.NonFiniteError, match="recorded in"):
     gan_trainer.train_and_evaluate(tiny_config(), str(tmp_path))
   case = _only_case(tmp_path)

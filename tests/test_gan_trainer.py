@@ -12,6 +12,7 @@ from conftest import tiny_config
 from jgen.core import jsonl, rng
 from jgen.run import loop, workdir
 from jgen.trainers import gan as gan_trainer
+from jgen.trainers import gan_step
 
 
 def _rows(work_dir):
@@ -102,14 +103,14 @@ def test_resuming_with_another_config_is_refused_and_writes_nothing(tmp_path):
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
   tmp_path, monkeypatch
 ):
-  real_step = gan_trainer.train_step
+  real_step = gan_step.train_step
 
   def poisoned_step(gan, state, root, data):
     new_state, metrics = real_step(gan, state, root, data)
     poison = jnp.where(state.step + 1 >= 27, jnp.nan, 1.0)  # step 27 goes bad
     return new_state, {**metrics, "g_loss": metrics["g_loss"] * poison}
 
-  monkeypatch.setattr(gan_trainer, "train_step", poisoned_step)
+  monkeypatch.setattr(gan_step, "train_step", poisoned_step)
   with pytest.raises(loop.NonFiniteError, match=r"step 27 .*checkpoint is step 20"):
     gan_trainer.train_and_evaluate(tiny_config(), str(tmp_path))
   steps = sorted(int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit())
@@ -144,7 +145,7 @@ def test_sets_are_formed_by_the_packing_stream_not_the_batch_order():
   config = tiny_config(setd=True)
   gan = gan_trainer.Gan.from_config(config)
   x = jnp.arange(32 * 2, dtype=jnp.float32).reshape(32, 2)
-  sets = gan_trainer._to_sets(gan, x, gan_trainer._set_order(gan, jax.random.key(0)))
+  sets = gan_step.to_sets(gan, x, gan_step.set_order(gan, jax.random.key(0)))
   assert sets.shape == (8, 4, 2)
   assert sorted(np.asarray(sets).reshape(-1, 2)[:, 0].tolist()) == x[:, 0].tolist()
   assert not np.array_equal(np.asarray(sets).reshape(32, 2), np.asarray(x))

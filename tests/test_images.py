@@ -17,6 +17,7 @@ from jgen.data import digits, stacked
 from jgen.data import reference as reference_lib
 from jgen.evals import birthday, features, from_files, images
 from jgen.trainers import gan as gan_trainer
+from jgen.trainers import gan_step
 
 DATA = stacked.stacked_digits()
 
@@ -173,7 +174,7 @@ def test_set_d_image_config_is_deterministic_and_resumes_bit_identically(tmp_pat
 def test_image_training_set_is_on_the_device_and_gathered_in_the_step():
   gan, root, data = gan_trainer.build(_tiny(stacked_digits_gan))
   assert set(data) == {"triples", "digits"} and data["triples"].shape == (512, 3)
-  indices, real = gan_trainer.draw_real(gan, root, data, jnp.int32(3))
+  indices, real = gan_step.draw_real(gan, root, data, jnp.int32(3))
   np.testing.assert_array_equal(real, DATA.gather(data, indices))
   assert real.shape == (64, 8, 8, 3)
 

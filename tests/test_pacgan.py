@@ -17,6 +17,7 @@ from jgen.models import maxout
 from jgen.models.mlp import BatchNorm
 from jgen.studies import table1
 from jgen.trainers import gan as gan_trainer
+from jgen.trainers import gan_step
 
 
 def tiny_pacgan(m=2, **overrides):
@@ -110,15 +111,13 @@ def test_packing_concatenates_the_m_samples_in_slot_order():
   assert packs.shape == (300, 3, 2)
   # Every pack slot is a with-replacement draw from the same 300 points.
   points = g.data.training_set(rng.stream_key(root, rng.Stream.TRAIN_SET), 300)
-  table = gan_trainer.pack_table(
-    g, jax.random.fold_in(rng.stream_key(root, rng.Stream.TRAIN_SET), 1)
-  )
+  table = gan_step.pack_table(g, jax.random.fold_in(rng.stream_key(root, rng.Stream.TRAIN_SET), 1))
   # (the points drawn outside jit may differ from those inside in the last bit)
   np.testing.assert_allclose(packs, points[table], rtol=0, atol=1e-6)
   assert len({tuple(np.asarray(t)) for t in table.T}) == 3  # slots drawn independently
   # Fakes come one generator pass per slot, [slot, pack, D]; pack p holds fake[:, p] in order.
   fake = jnp.arange(3 * 10 * 2.0).reshape(3, 10, 2)
-  sets = gan_trainer._fakes_to_sets(g, fake, None)
+  sets = gan_step.fakes_to_sets(g, fake, None)
   np.testing.assert_array_equal(sets[4], fake[:, 4])
 
 
@@ -148,7 +147,7 @@ def test_generator_statistics_live_in_the_state_update_are_digested_and_resume_b
   state = g.init_state(root)
   assert set(state.g_params) == {"params", "batch_stats"}
   assert set(state.g_opt_state[0].mu) == {"params"}  # the optimizer never sees statistics
-  stepped, _ = jax.jit(lambda s: gan_trainer.train_step(g, s, root, data))(state)
+  stepped, _ = jax.jit(lambda s: gan_step.train_step(g, s, root, data))(state)
   before, after = state.g_params["batch_stats"], stepped.g_params["batch_stats"]
   assert all(
     not np.array_equal(a, b)
@@ -174,7 +173,7 @@ def test_generator_statistics_live_in_the_state_update_are_digested_and_resume_b
 
 def _reference_step(g, state, root, data):
   """One simultaneous update written out by hand: both gradients at the old parameters."""
-  _, real_sets = gan_trainer.draw_real(g, root, data, 0)
+  _, real_sets = gan_step.draw_real(g, root, data, 0)
   z = jax.random.normal(rng.step_key(root, rng.Stream.Z, 0), (g.set_size, g.batch_size, g.z_dim))
   stats = state.g_params["batch_stats"]
 
@@ -214,7 +213,7 @@ def test_the_simultaneous_rule_takes_both_gradients_at_the_old_parameters():
     g, root, data = gan_trainer.build(tiny_pacgan(**sgd, **{"train.update_rule": rule}))
     state = g.init_state(root)
     results[rule] = jax.jit(
-      lambda s, g=g, root=root, data=data: gan_trainer.train_step(g, s, root, data)
+      lambda s, g=g, root=root, data=data: gan_step.train_step(g, s, root, data)
     )(state)[0]
   ref_d, ref_g = _reference_step(g, state, root, data)
 

@@ -25,6 +25,7 @@ from conftest import tiny_config
 from jgen.core import jsonl
 from jgen.run import checkpoints, fingerprint, lock, loop, signals, workdir
 from jgen.trainers import gan as gan_trainer
+from jgen.trainers import gan_step
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -132,13 +133,13 @@ def test_a_nan_after_an_unverified_restore_does_not_blame_the_learning_rate(tmp_
     if name.endswith(checkpoints.DIGESTS_SUFFIX):
       os.unlink(os.path.join(work_dir, "checkpoints", name))
   os.unlink(os.path.join(work_dir, "trace", "parts.jsonl"))
-  real_step = gan_trainer.train_step
+  real_step = gan_step.train_step
 
   def poisoned_step(gan, state, root, data):
     new_state, metrics = real_step(gan, state, root, data)
     return new_state, {**metrics, "g_loss": jnp.where(state.step + 1 >= 27, jnp.nan, 1.0)}
 
-  monkeypatch.setattr(gan_trainer, "train_step", poisoned_step)
+  monkeypatch.setattr(gan_step, "train_step", poisoned_step)
   with pytest.raises(loop.NonFiniteError) as info:
     gan_trainer.train_and_evaluate(tiny_config(), work_dir)
   assert "unverified checkpoint" in str(info.value)

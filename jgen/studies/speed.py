@@ -22,6 +22,7 @@ import numpy as np
 from jgen.collapse import recorder, replay
 from jgen.run import loop
 from jgen.trainers import gan as gan_trainer
+from jgen.trainers import gan_step
 
 
 def _best_time(run, repeats: int) -> float:
@@ -40,7 +41,7 @@ def _sampler_only(gan, root, data, steps: int):
   @jax.jit
   def run(data):
     def body(total, step):
-      return total + gan_trainer.draw_real(gan, root, data, step)[1].sum(), None
+      return total + gan_step.draw_real(gan, root, data, step)[1].sum(), None
 
     return jax.lax.scan(body, 0.0, np.arange(steps, dtype=np.int32))[0]
 
@@ -53,7 +54,7 @@ def _train_seconds(config, steps: int, repeats: int):
   flops_per_step = 0.0
   if gan.population == 1:
     # XLA counts a scan's body once, so FLOPs come from a single un-scanned step.
-    one_step = jax.jit(lambda s, r, d: gan_trainer.train_step(gan, s, r, d))
+    one_step = jax.jit(lambda s, r, d: gan_step.train_step(gan, s, r, d))
     cost = one_step.lower(state, root, data).compile().cost_analysis()
     flops_per_step = (cost[0] if isinstance(cost, list) else cost).get("flops", 0.0)
   holder = {"state": state}
@@ -213,7 +214,7 @@ def image_benchmark(config, steps: int, repeats: int) -> list[dict]:
     gan, root, data = gan_trainer.build(run_config)
     variants["traced" if trace_on else "gathered"] = (gan, data)
     if not trace_on:
-      batch = gan_trainer.draw_real(gan, root, data, jnp.int32(0))[1]
+      batch = gan_step.draw_real(gan, root, data, jnp.int32(0))[1]
       constant = dataclasses.replace(gan, data=_ConstantBatch(gan.data))
       variants["constant"] = (constant, {"batch": batch})
   states = {k: gan_trainer.init_state(g, root) for k, (g, _) in variants.items()}
