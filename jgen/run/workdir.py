@@ -80,6 +80,19 @@ def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
       + "\n  ".join(differences)
       + "\nUse a new --workdir, or delete the old one."
     )
+  _check_decay_span(workdir, old, config)
+
+
+def _check_decay_span(workdir: str, old: dict, config: ml_collections.ConfigDict) -> None:
+  """train.num_steps may change on resume, except under a learning-rate decay that spans it."""
+  decay = config.train.get("lr_decay", "none")
+  old_steps = old.get("train", {}).get("num_steps")
+  if decay != "none" and old_steps is not None and old_steps != config.train.num_steps:
+    raise WorkdirMismatchError(
+      f"{workdir} was trained with train.lr_decay={decay} over train.num_steps={old_steps}; "
+      f"resuming with {config.train.num_steps} would change the learning-rate schedule. Use a "
+      "new --workdir, or train.lr_decay=none."
+    )
 
 
 def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:

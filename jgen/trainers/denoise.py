@@ -15,8 +15,6 @@ and Stream.SAMPLING_NOISE for ancestral steps), so curves show the model changin
 
 import dataclasses
 import functools
-import json
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,11 +29,11 @@ from flax import linen as nn
 
 from jgen import datasets
 from jgen.collapse import trace
-from jgen.core import parallel, registry, rng
+from jgen.core import optimizers, parallel, registry, rng
 from jgen.data import samplers
 from jgen.losses import denoising
 from jgen.models import denoisers
-from jgen.run import loop, variants, workdir
+from jgen.run import loop, variants
 
 
 @flax.struct.dataclass
@@ -133,7 +131,9 @@ class Denoiser:
     return cls(
       objective=objective,
       network=network,
-      optimizer=_with_decay(variants.make_optimizer(config, member_variants), config),
+      optimizer=optimizers.with_lr_decay(
+        variants.make_optimizer(config, member_variants), config.train
+      ),
       data=data,
       sample_indices=sample_indices,
       num_train=num_train,
@@ -184,20 +184,6 @@ class Denoiser:
       f"({self.evaluations_per_sample()} evaluations per sample), {self.mesh.size} device(s)"
     )
 
-  def check_resume(self, work_dir: str, config) -> None:
-    """A cosine decay spans train.num_steps, so resuming with another length changes the run."""
-    path = os.path.join(work_dir, "config.json")
-    if config.train.lr_decay == "none" or not os.path.exists(path):
-      return
-    with open(path) as f:
-      old_steps = json.load(f)["train"]["num_steps"]
-    if old_steps != config.train.num_steps:
-      raise workdir.WorkdirMismatchError(
-        f"{work_dir} was trained with train.lr_decay={config.train.lr_decay} over "
-        f"train.num_steps={old_steps}; resuming with {config.train.num_steps} would change "
-        "the learning-rate schedule. Use a new --workdir, or train.lr_decay=none."
-      )
-
   def init_state(self, root: jax.Array) -> TrainState:
     init = _per_member(self, functools.partial(_init_state, self))
     return jax.jit(init, out_shardings=self.state_sharding)(root)
@@ -233,19 +219,6 @@ class Denoiser:
     if "diversity" in row:
       text += f" | {self.data.progress_text(row)}"
     return text
-
-
-DECAYS = ("none", "cosine")
-
-
-def _with_decay(optimizer, config) -> optax.GradientTransformation:
-  """Scales the updates by a cosine decay to 0 over train.num_steps (`train.lr_decay`): the
-  last steps settle the field, which sets how tightly samples land on a mode (docs/flow.md)."""
-  registry.choose("train.lr_decay", config.train.lr_decay, dict.fromkeys(DECAYS))
-  if config.train.lr_decay == "none":
-    return optimizer
-  schedule = optax.cosine_decay_schedule(1.0, config.train.num_steps)
-  return optax.chain(optimizer, optax.scale_by_schedule(schedule))
 
 
 def _per_member(den: Denoiser, fn):

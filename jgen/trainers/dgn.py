@@ -12,7 +12,6 @@ The final evaluation adds interpolations and samples from densities fitted to th
 
 import dataclasses
 import functools
-import json
 import os
 from collections.abc import Callable
 from typing import Any
@@ -30,7 +29,7 @@ from jgen.evals import fidelity
 from jgen.evals import latents as latents_eval
 from jgen.losses import reconstruction
 from jgen.models.dgn import DgnGenerator
-from jgen.run import loop, workdir
+from jgen.run import loop
 from jgen.viz import imgrid
 
 METRIC_NAMES = ("loss", "batch_psnr")
@@ -114,8 +113,12 @@ class Dgn:
         extra_convs=config.model.extra_convs,
       ),
       loss=reconstruction.make_loss(config.loss, tuple(image_shape)),
-      g_optimizer=_with_decay(optimizers.make_optimizer(config.optimizer), config),
-      z_optimizer=_with_decay(optimizers.make_optimizer(config.latent.optimizer), config),
+      g_optimizer=optimizers.with_lr_decay(
+        optimizers.make_optimizer(config.optimizer), config.train
+      ),
+      z_optimizer=optimizers.with_lr_decay(
+        optimizers.make_optimizer(config.latent.optimizer), config.train
+      ),
       sample_indices=samplers.make_sampler(
         config.sampler,
         num_examples=n,
@@ -147,20 +150,6 @@ class Dgn:
       f"Training a DGN on {self.num_train} images: z_dim {self.z_dim}, G width "
       f"{self.generator.width}, loss {self.loss.name}, batch {self.batch_size}"
     )
-
-  def check_resume(self, work_dir: str, config) -> None:
-    """A cosine decay spans train.num_steps, so changing it on resume changes the run."""
-    path = os.path.join(work_dir, "config.json")
-    if config.train.lr_decay == "none" or not os.path.exists(path):
-      return
-    with open(path) as f:
-      old_steps = json.load(f)["train"]["num_steps"]
-    if old_steps != config.train.num_steps:
-      raise workdir.WorkdirMismatchError(
-        f"{work_dir} was trained with train.lr_decay={config.train.lr_decay} over "
-        f"train.num_steps={old_steps}; resuming with {config.train.num_steps} would change "
-        "the learning-rate schedule. Use a new --workdir, or train.lr_decay=none."
-      )
 
   def init_state(self, root: jax.Array) -> "TrainState":
     return init_state(self, root)
@@ -202,24 +191,6 @@ class Dgn:
     if not config.eval.final_extras:
       return final_row
     return {**final_row, **final_extras(self, state, root, data, work_dir, config)}
-
-
-DECAYS = ("none", "cosine")
-
-
-def _with_decay(optimizer, config) -> optax.GradientTransformation:
-  """Scales the updates by a cosine decay to 0 over train.num_steps (`train.lr_decay`).
-
-  Adam's updates have a noise floor set by the learning rate; decaying it lets the last
-  steps settle the reconstructions to 40 dB and beyond.
-  """
-  decay = config.train.lr_decay
-  if decay not in DECAYS:
-    raise ValueError(f"unknown train.lr_decay {decay!r}; valid choices: {', '.join(DECAYS)}")
-  if decay == "none":
-    return optimizer
-  schedule = optax.cosine_decay_schedule(1.0, config.train.num_steps)
-  return optax.chain(optimizer, optax.scale_by_schedule(schedule))
 
 
 def build(config: ml_collections.ConfigDict) -> tuple[Dgn, jax.Array, jax.Array]:
