@@ -16,6 +16,7 @@ import os
 
 from jgen.collapse import detectors, recorder, replay
 from jgen.core import config as config_lib
+from jgen.core import jsonl
 from jgen.viz import plots
 
 # Columns of samples.png (per branch and evaluation): enough to see a collapse, small enough
@@ -84,8 +85,8 @@ def counterfactual(case: dict, overrides: list[str], out_dir: str) -> dict:
     "window": [start, end],
     **{name: {k: v for k, v in r.items() if k != "_branch"} for name, r in results.items()},
   }
-  with open(os.path.join(out_dir, "counterfactual.json"), "w") as f:
-    json.dump(report, f, indent=1)
+  path = os.path.join(out_dir, "counterfactual.json")
+  jsonl.replace_bytes(path, json.dumps(report, indent=1).encode())
   return report
 
 

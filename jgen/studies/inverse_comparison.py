@@ -22,7 +22,6 @@ W/examples_<group>_<task>.png (clean, degraded, dgn_z, dgn_z+G, dip, dps).
 import collections
 import dataclasses
 import functools
-import json
 import os
 
 import jax
@@ -38,6 +37,7 @@ from jgen.evals import fidelity
 from jgen.losses import denoising, inverse
 from jgen.models.dip import SkipNet
 from jgen.run import checkpoints
+from jgen.studies import runner
 from jgen.trainers import denoise
 from jgen.trainers import dgn as dgn_trainer
 from jgen.viz import imgrid
@@ -316,10 +316,8 @@ def run_study(config, work_dir: str) -> dict:
         ["clean", "degraded", "dgn_z", "dgn_z+G", "dip", "dps"],
         f"{group} digits, {task}",
       )
-  with open(os.path.join(work_dir, "table.json"), "w") as f:
-    json.dump(results, f, indent=1)
-  with open(os.path.join(work_dir, REPORT_FILE), "w") as f:
-    f.write(table_markdown(results, config))
+  runner.write_json(os.path.join(work_dir, "table.json"), results, indent=1)
+  runner.write_text(os.path.join(work_dir, REPORT_FILE), table_markdown(results, config))
   return results
 
 

@@ -254,8 +254,7 @@ def run_study(config, work_dir: str) -> dict:
   def write_report(finished):
     report = build_report([(cell, outcome) for cell, outcome in finished], config)
     runner.write_json(os.path.join(work_dir, "report.json"), report, indent=1, allow_nan=False)
-    with open(os.path.join(work_dir, REPORT_FILE), "w") as f:
-      f.write(report_markdown(report, config))
+    runner.write_text(os.path.join(work_dir, REPORT_FILE), report_markdown(report, config))
     return report
 
   return runner.run_cells(

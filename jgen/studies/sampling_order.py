@@ -251,8 +251,7 @@ def run_study(config: ml_collections.ConfigDict, work_dir: str) -> dict:
     finished = [(cell, saved["outcomes"]) for cell, saved in finished]
     report = build_report(finished)
     runner.write_json(os.path.join(work_dir, "report.json"), report, indent=1, allow_nan=False)
-    with open(os.path.join(work_dir, REPORT_FILE), "w") as f:
-      f.write(report_markdown(report, config))
+    runner.write_text(os.path.join(work_dir, REPORT_FILE), report_markdown(report, config))
     plot_report(os.path.join(work_dir, ""), report, finished)
     return report
 

@@ -155,8 +155,7 @@ def run_study(config, work_dir: str) -> dict:
   def write_report(finished):
     result = report(config, finished)
     runner.write_json(os.path.join(work_dir, "report.json"), result, indent=1)
-    with open(os.path.join(work_dir, REPORT_FILE), "w") as f:
-      f.write(report_markdown(result))
+    runner.write_text(os.path.join(work_dir, REPORT_FILE), report_markdown(result))
     plot(os.path.join(work_dir, "zdim.png"), result)
     return result
 
