@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import replay_helpers
 from conftest import tiny_config
 
 from configs import gan
@@ -200,41 +201,11 @@ def test_a_counterfactual_diverges_after_the_start_and_not_before(recorded, tmp_
     assert (tmp_path / "cf" / name).exists()
 
 
-def _start_states(monkeypatch) -> list:
-  """Records, on the host, the state each branch of a counterfactual starts its window from."""
-  starts, run_window = [], replay.run_window
-
-  def recording(gan, state, *args, **kwargs):
-    starts.append(jax.device_get(state))  # before the window, which may donate `state`
-    return run_window(gan, state, *args, **kwargs)
-
-  monkeypatch.setattr(replay, "run_window", recording)
-  return starts
-
-
-def _checkpointed_state(case):
-  """The case's start checkpoint, restored as the trainer saved it."""
-  config = recorder.case_config(case)
-  like = gan_trainer.init_state(gan_trainer.Gan.from_config(config), rng.root_key(config.seed))
-  manager = checkpoints.Checkpoints(case["dir"], keep=1000)
-  try:
-    return jax.device_get(manager.restore(case["start_step"], like=like))
-  finally:
-    manager.close()
-
-
-def _same_arrays(a, b) -> bool:
-  a, b = jax.tree.leaves(a), jax.tree.leaves(b)
-  return len(a) == len(b) and all(
-    np.shape(x) == np.shape(y) and np.array_equal(x, y) for x, y in zip(a, b, strict=True)
-  )
-
-
 def test_a_counterfactual_with_another_discriminator_keeps_the_generator(
   recorded, tmp_path, monkeypatch
 ):
   _, case = recorded
-  starts = _start_states(monkeypatch)
+  starts = replay_helpers.start_states(monkeypatch)
   report = counterfactual.counterfactual(
     case,
     ["config.model.discriminator.name=deepsets", "config.model.set_size=4"],
@@ -245,14 +216,14 @@ def test_a_counterfactual_with_another_discriminator_keeps_the_generator(
   ]
   # The note is borne out by the arrays: both branches start from the checkpoint's generator
   # and its optimizer state; only the counterfactual's discriminator is new.
-  saved = _checkpointed_state(case)
+  saved = replay_helpers.checkpointed_state(case)
   assert len(starts) == 2  # the recorded branch, then the counterfactual
   for start in starts:
-    assert _same_arrays(start.g_params, saved.g_params)
-    assert _same_arrays(start.g_opt_state, saved.g_opt_state)
+    assert replay_helpers.same_arrays(start.g_params, saved.g_params)
+    assert replay_helpers.same_arrays(start.g_opt_state, saved.g_opt_state)
   recorded_start, counterfactual_start = starts
-  assert _same_arrays(recorded_start.d_params, saved.d_params)
-  assert not _same_arrays(counterfactual_start.d_params, saved.d_params)
+  assert replay_helpers.same_arrays(recorded_start.d_params, saved.d_params)
+  assert not replay_helpers.same_arrays(counterfactual_start.d_params, saved.d_params)
 
 
 def test_a_case_from_an_interrupted_and_resumed_run_replays_identically(

@@ -7,16 +7,14 @@ import shutil
 import subprocess
 import sys
 
-import jax
 import jax.numpy as jnp
 import matplotlib.image
 import numpy as np
 import pytest
+import replay_helpers
 
 from configs import stacked_digits_setd
 from jgen.collapse import counterfactual, recorder, replay
-from jgen.core import rng
-from jgen.run import checkpoints
 from jgen.trainers import gan as gan_trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -117,40 +115,10 @@ def test_a_tampered_image_trace_fails_at_the_tampered_step_and_part(recorded, tm
     replay.verify(case)
 
 
-def _start_states(monkeypatch) -> list:
-  """Records, on the host, the state each branch of a counterfactual starts its window from."""
-  starts, run_window = [], replay.run_window
-
-  def recording(gan, state, *args, **kwargs):
-    starts.append(jax.device_get(state))  # before the window, which may donate `state`
-    return run_window(gan, state, *args, **kwargs)
-
-  monkeypatch.setattr(replay, "run_window", recording)
-  return starts
-
-
-def _checkpointed_state(case):
-  """The case's start checkpoint, restored as the trainer saved it."""
-  config = recorder.case_config(case)
-  like = gan_trainer.init_state(gan_trainer.Gan.from_config(config), rng.root_key(config.seed))
-  manager = checkpoints.Checkpoints(case["dir"], keep=1000)
-  try:
-    return jax.device_get(manager.restore(case["start_step"], like=like))
-  finally:
-    manager.close()
-
-
-def _same_arrays(a, b) -> bool:
-  a, b = jax.tree.leaves(a), jax.tree.leaves(b)
-  return len(a) == len(b) and all(
-    np.shape(x) == np.shape(y) and np.array_equal(x, y) for x, y in zip(a, b, strict=True)
-  )
-
-
 def test_an_image_counterfactual_with_a_pack_discriminator(recorded, tmp_path, monkeypatch):
   work_dir, case = recorded
   out = tmp_path / "cf"
-  starts = _start_states(monkeypatch)
+  starts = replay_helpers.start_states(monkeypatch)
   override = ["config.model.discriminator.name=conv_pack"]
   report = counterfactual.counterfactual(case, override, str(out))
   assert report["recorded"]["first_divergence_from_recording"] is None
@@ -160,13 +128,13 @@ def test_an_image_counterfactual_with_a_pack_discriminator(recorded, tmp_path, m
   ]
   # The note is borne out by the arrays: both branches start from the checkpoint's generator
   # and its optimizer state; only the counterfactual's discriminator is new.
-  saved = _checkpointed_state(case)
+  saved = replay_helpers.checkpointed_state(case)
   assert len(starts) == 2  # the recorded branch, then the counterfactual
   for start in starts:
-    assert _same_arrays(start.g_params, saved.g_params)
-    assert _same_arrays(start.g_opt_state, saved.g_opt_state)
-  assert _same_arrays(starts[0].d_params, saved.d_params)
-  assert not _same_arrays(starts[1].d_params, saved.d_params)
+    assert replay_helpers.same_arrays(start.g_params, saved.g_params)
+    assert replay_helpers.same_arrays(start.g_opt_state, saved.g_opt_state)
+  assert replay_helpers.same_arrays(starts[0].d_params, saved.d_params)
+  assert not replay_helpers.same_arrays(starts[1].d_params, saved.d_params)
   # The recorded branch re-evaluates exactly what the run logged, and judges it as the run did.
   logged = _eval_rows(work_dir)
   for row in report["recorded"]["evaluations"]:
