@@ -31,7 +31,7 @@ def base_config(arg, *, discriminator: str, set_size: int) -> ml_collections.Con
   c = ml_collections.ConfigDict()
   c.trainer = "gan"
   c.seed = 0
-  # XLA flags for bit-reproducible GPU runs (jgen/parallel.py); no-op on CPU/TPU.
+  # XLA flags for bit-reproducible GPU runs (jgen/core/parallel.py); no-op on CPU/TPU.
   c.deterministic = True
 
   c.data = ml_collections.ConfigDict()
@@ -91,10 +91,10 @@ def base_config(arg, *, discriminator: str, set_size: int) -> ml_collections.Con
   # P independent members (seeds seed..seed+P-1) in one vmapped program (README "Populations").
   c.population = ml_collections.ConfigDict()
   c.population.size = 1
-  # Same-shaped variants as members, e.g. 'optimizer.learning_rate=1e-4|3e-4' (jgen/variants.py).
+  # Same-shaped variants as members, e.g. 'optimizer.learning_rate=1e-4|3e-4' (jgen/run/variants.py).
   c.population.variants = ""
 
-  # Collapse detectors and the per-step trace that replay verifies (jgen/collapse.py).
+  # Collapse detectors and the per-step trace that replay verifies (jgen/collapse/).
   c.collapse = collapse.default_config()
 
   if arg.runlocal:

@@ -1,4 +1,4 @@
-"""Same-shaped hyper-parameter variants as members of one population (jgen/variants.py)."""
+"""Same-shaped hyper-parameter variants as members of one population (jgen/run/variants.py)."""
 
 import jax
 import numpy as np

@@ -26,7 +26,7 @@ def make_optimizer(
   config: ml_collections.ConfigDict, *, inject: bool = False
 ) -> optax.GradientTransformation:
   """The optimizer; `inject=True` keeps its hyper-parameters in its state, so that the
-  members of a population can hold different values (jgen/variants.py)."""
+  members of a population can hold different values (jgen/run/variants.py)."""
   if config.learning_rate <= 0:
     raise ValueError(f"optimizer.learning_rate must be > 0, got {config.learning_rate}")
   factory, _ = registry.choose("optimizer", config.name, _OPTIMIZERS)
