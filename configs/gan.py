@@ -91,7 +91,7 @@ def base_config(arg, *, discriminator: str, set_size: int) -> ml_collections.Con
   # P independent members (seeds seed..seed+P-1) in one vmapped program (README "Populations").
   c.population = ml_collections.ConfigDict()
   c.population.size = 1
-  # Same-shaped variants as members, e.g. 'optimizer.learning_rate=1e-4|3e-4' (jgen/run/variants.py).
+  # Same-shaped variants as members, e.g. 'optimizer.learning_rate=1e-4|3e-4' (run/variants.py).
   c.population.variants = ""
 
   # Collapse detectors and the per-step trace that replay verifies (jgen/collapse/).
