@@ -1,5 +1,6 @@
 """Statistics of the sampling-order study: known values, properties, and error cases."""
 
+import itertools
 import math
 
 import numpy as np
@@ -125,18 +126,52 @@ def test_compare_two_groups_uses_fisher():
   assert list(result["groups"]) == ["epoch", "streak"]
 
 
-def test_compare_many_groups_uses_chi_square():
+def _brute_force_exact(counts):
+  """Freeman-Halton by listing every table with the observed margins (itertools)."""
+  sizes = [a + b for a, b in counts]
+  total = sum(a for a, _ in counts)
+  weight = lambda table: math.prod(math.comb(n, a) for n, a in zip(sizes, table, strict=True))
+  tables = [t for t in itertools.product(*(range(n + 1) for n in sizes)) if sum(t) == total]
+  observed = weight([a for a, _ in counts])
+  return sum(weight(t) for t in tables if weight(t) <= observed) / math.comb(sum(sizes), total)
+
+
+def test_exact_homogeneity_by_hand_and_by_enumeration():
+  # Two members per group, 1, 0 and 2 collapsed: the 7 tables with 3 collapsed of 6 weigh
+  # 2, 2, 2, 8, 2, 2, 2 (of C(6, 3) = 20); the observed one weighs 2, so p = 12 / 20.
+  assert stats.exact_homogeneity([(1, 1), (0, 2), (2, 0)]) == pytest.approx(0.6, abs=1e-12)
+  # Two groups: Fisher's exact test.
+  assert stats.exact_homogeneity([(8, 2), (1, 5)]) == pytest.approx(
+    stats.fisher_exact_two_sided(8, 2, 1, 5), rel=1e-12
+  )
+  rng = np.random.default_rng(3)
+  for _ in range(10):
+    counts = [tuple(int(v) for v in row) for row in rng.integers(0, 7, size=(3, 2))]
+    if sum(a + b for a, b in counts) and all(a + b for a, b in counts):
+      assert stats.exact_homogeneity(counts) == pytest.approx(_brute_force_exact(counts))
+
+
+def test_compare_many_groups_uses_the_exact_test_and_reports_chi_square():
   flags = lambda collapsed, total: [True] * collapsed + [False] * (total - collapsed)
   result = stats.compare_groups({"a": flags(2, 10), "b": flags(5, 10), "c": flags(9, 10)})
-  assert result["method"] == "Pearson chi-square test of homogeneity"
+  assert result["method"] == "Freeman-Halton exact test (Fisher's, k groups)"
   assert result["dof"] == 2
+  assert result["p_value"] == pytest.approx(_brute_force_exact([(2, 8), (5, 5), (9, 1)]))
   # By hand: every row has 10 members and the columns 16 and 14 of 30, so the expected counts
   # are 16/3 and 14/3 per row; chi2 = 9.910714, and with 2 dof p = exp(-chi2 / 2).
   np.testing.assert_allclose(result["statistic"], 9.910714285714285, rtol=1e-12)
-  np.testing.assert_allclose(result["p_value"], 0.007045563557544706, rtol=1e-9)
+  np.testing.assert_allclose(result["chi_square_p_value"], 0.007045563557544706, rtol=1e-9)
   empty = stats.compare_groups({"a": [], "b": [True]})
   assert empty["groups"]["a"]["rate"] is None
   assert empty["groups"]["a"]["wilson_95"] == [0.0, 1.0]
+
+
+def test_compare_groups_falls_back_to_chi_square_past_the_enumeration_limit(monkeypatch):
+  monkeypatch.setattr(stats, "_EXACT_TABLE_LIMIT", 10)
+  flags = lambda collapsed, total: [True] * collapsed + [False] * (total - collapsed)
+  result = stats.compare_groups({"a": flags(2, 10), "b": flags(5, 10), "c": flags(9, 10)})
+  assert result["method"].startswith("Pearson chi-square")
+  assert result["p_value"] == result["chi_square_p_value"]
 
 
 def test_time_to_collapse_summary():

@@ -189,7 +189,13 @@ def report_markdown(report: dict, config) -> str:
       )
     test = block["samplers_compared"]
     if test:
-      lines += ["", f"{test['method']} across samplers: p = {_fmt(test['p_value'], 4)}."]
+      line = f"{test['method']} across samplers: p = {_fmt(test['p_value'], 4)}"
+      if test.get("chi_square_p_value") is not None:
+        line += (
+          f" (Pearson chi-square {test['statistic']:.2f}, {test['dof']} dof, "
+          f"p = {_fmt(test['chi_square_p_value'], 4)})"
+        )
+      lines += ["", line + "."]
     lines.append("")
   return "\n".join(lines)
 

@@ -3,8 +3,9 @@
 Every answer in the study is a distribution over seeds, and populations are small (tens of
 seeds per cell), so the tests here are exact or small-sample aware: Wilson intervals rather
 than the Wald interval (which collapses to zero width at 0/n or n/n, exactly the rates a
-collapse study sees), and Fisher's exact test for two sampling orders. Only numpy and the
-standard library are used; scipy is deliberately not a dependency.
+collapse study sees), and exact tests across sampling orders (Fisher's, and its
+Freeman-Halton extension to k groups). Only numpy and the standard library are used; scipy
+is deliberately not a dependency.
 """
 
 import math
@@ -157,12 +158,60 @@ def chi_square_homogeneity(counts: list[tuple[int, int]]) -> tuple[float, int, f
   return statistic, k - 1, chi_square_survival(statistic, k - 1)
 
 
+# Beyond this many tables the exact test is not enumerated and the chi-square p-value is used.
+_EXACT_TABLE_LIMIT = 5_000_000
+
+
+def exact_homogeneity(counts: list[tuple[int, int]]) -> float | None:
+  """Exact test that k groups share one collapse rate (Freeman and Halton 1951).
+
+  counts holds (collapsed, not collapsed) per group. Under the null, with both margins
+  fixed, a table's probability is prod_i C(n_i, a_i) / C(N, A); the p-value is the total
+  probability of the tables no more probable than the observed one. For two groups this is
+  Fisher's exact test. Exact where the chi-square approximation is not (expected counts
+  under 5, as when almost every seed collapses). None when there are more than
+  _EXACT_TABLE_LIMIT tables to enumerate.
+  """
+  for index, (collapsed, survived) in enumerate(counts):
+    _check_counts(**{f"counts[{index}][0]": collapsed, f"counts[{index}][1]": survived})
+  sizes = [a + b for a, b in counts if a + b > 0]
+  observed = [a for a, b in counts if a + b > 0]
+  if len(sizes) < 2:
+    return 1.0
+  if math.prod(n + 1 for n in sizes[:-1]) > _EXACT_TABLE_LIMIT:
+    return None
+
+  def log_choose(n: int) -> np.ndarray:
+    return np.array(
+      [math.lgamma(n + 1) - math.lgamma(a + 1) - math.lgamma(n - a + 1) for a in range(n + 1)]
+    )
+
+  # Every choice of the first k-1 groups' counts; the last group's count is what is left.
+  log_weight, total = np.zeros(()), np.zeros((), dtype=np.int64)
+  for n in sizes[:-1]:
+    log_weight = np.add.outer(log_weight, log_choose(n))
+    total = np.add.outer(total, np.arange(n + 1))
+  last = sum(observed) - total
+  valid = (last >= 0) & (last <= sizes[-1])
+  log_weight = np.where(
+    valid, log_weight + log_choose(sizes[-1])[np.clip(last, 0, sizes[-1])], -np.inf
+  )
+  observed_log_weight = sum(log_choose(n)[a] for n, a in zip(sizes, observed, strict=True))
+  scale = log_weight.max()
+  weights = np.exp(log_weight - scale)
+  as_extreme = log_weight <= observed_log_weight + _FISHER_RELATIVE_TOLERANCE
+  return float(min(1.0, weights[as_extreme].sum() / weights.sum()))
+
+
 def compare_groups(outcomes: dict[str, list[bool]]) -> dict:
   """Compare collapse rates across a block of sampling orders (name -> per-seed flags).
 
-  Two groups use Fisher's exact test (exact at any seed count); more use the Pearson
-  chi-square test of homogeneity (statistic and dof reported). Each group gets its
-  collapsed count, trials, rate (None with no trials) and a 95% Wilson interval.
+  The p-value is exact: Fisher's test for two groups, its Freeman-Halton extension for more
+  (the chi-square approximation fails at the near-0 or near-1 rates collapse studies see).
+  The Pearson chi-square statistic, dof and p-value are reported beside it for more than two
+  groups, and stand in for the exact p-value only when the table is too large to enumerate.
+  Each group gets its collapsed count, trials, rate (None with no trials) and a 95% Wilson
+  interval.
   """
   if len(outcomes) < 2:
     raise ValueError(f"compare_groups needs at least two groups, got {len(outcomes)}")
@@ -179,16 +228,25 @@ def compare_groups(outcomes: dict[str, list[bool]]) -> dict:
   counts = [(g["collapsed"], g["trials"] - g["collapsed"]) for g in groups.values()]
   if len(groups) == 2:
     (a, b), (c, d) = counts
-    method, statistic, dof = "Fisher's exact test, two-sided", None, None
-    p_value = fisher_exact_two_sided(a, b, c, d)
+    return {
+      "method": "Fisher's exact test, two-sided",
+      "statistic": None,
+      "dof": None,
+      "p_value": fisher_exact_two_sided(a, b, c, d),
+      "groups": groups,
+    }
+  statistic, dof, chi_square_p = chi_square_homogeneity(counts)
+  exact_p = exact_homogeneity(counts)
+  if exact_p is None:
+    method, p_value = "Pearson chi-square test of homogeneity (table too large for exact)", None
   else:
-    method = "Pearson chi-square test of homogeneity"
-    statistic, dof, p_value = chi_square_homogeneity(counts)
+    method, p_value = "Freeman-Halton exact test (Fisher's, k groups)", exact_p
   return {
     "method": method,
     "statistic": statistic,
     "dof": dof,
-    "p_value": p_value,
+    "p_value": chi_square_p if p_value is None else p_value,
+    "chi_square_p_value": chi_square_p,
     "groups": groups,
   }
 
