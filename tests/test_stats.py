@@ -147,8 +147,7 @@ def test_exact_homogeneity_by_hand_and_by_enumeration():
   rng = np.random.default_rng(3)
   for _ in range(10):
     counts = [tuple(int(v) for v in row) for row in rng.integers(0, 7, size=(3, 2))]
-    if sum(a + b for a, b in counts) and all(a + b for a, b in counts):
-      assert stats.exact_homogeneity(counts) == pytest.approx(_brute_force_exact(counts))
+    assert stats.exact_homogeneity(counts) == pytest.approx(_brute_force_exact(counts))
 
 
 def test_compare_many_groups_uses_the_exact_test_and_reports_chi_square():

@@ -236,16 +236,15 @@ def compare_groups(outcomes: dict[str, list[bool]]) -> dict:
       "groups": groups,
     }
   statistic, dof, chi_square_p = chi_square_homogeneity(counts)
-  exact_p = exact_homogeneity(counts)
-  if exact_p is None:
-    method, p_value = "Pearson chi-square test of homogeneity (table too large for exact)", None
-  else:
-    method, p_value = "Freeman-Halton exact test (Fisher's, k groups)", exact_p
+  method, p_value = "Freeman-Halton exact test (Fisher's, k groups)", exact_homogeneity(counts)
+  if p_value is None:
+    method = "Pearson chi-square test of homogeneity (table too large for exact)"
+    p_value = chi_square_p
   return {
     "method": method,
     "statistic": statistic,
     "dof": dof,
-    "p_value": chi_square_p if p_value is None else p_value,
+    "p_value": p_value,
     "chi_square_p_value": chi_square_p,
     "groups": groups,
   }
