@@ -44,6 +44,9 @@ def main() -> None:
         print(f"    trigger   {text}")
       print(f"    before    {case['before']}")
       print(f"    after     {case['after']}")
+      print(
+        f"    replay    python -m jgen.replay --case={os.path.join(work_dir, 'cases', case['id'])}"
+      )
   except BrokenPipeError:  # `... | head` closed the pipe: the reader has what it wanted
     sys.stderr.close()
 

@@ -15,8 +15,10 @@ launch/local_processes.sh does for N processes on one machine.
 
 import json
 import os
+import sys
 
 import jax
+import numpy as np
 from absl import flags
 
 from jgen import trainers
@@ -80,8 +82,34 @@ def main() -> None:
     parallel.enable_gpu_determinism()  # before the first JAX computation starts a backend
   _join_processes(args)
   trainer = trainers.get_trainer(config.trainer)
+  row = trainer.train_and_evaluate(config, args.workdir)
+  verdict = population_verdict(row)
+  if verdict:
+    print(verdict, file=sys.stderr, flush=True)
   # Every process prints the final row: the same row, which shows that they agree.
-  print(json.dumps(trainer.train_and_evaluate(config, args.workdir)))
+  print(json.dumps(row))
+
+
+def population_verdict(row: dict) -> str | None:
+  """One line summing up a population's final row, which holds a list per metric."""
+  members = row.get("member_digests")
+  if not isinstance(members, list):
+    return None
+  text = f"population of {len(members)} members at step {row.get('step')}"
+  modes = row.get("modes")
+  if isinstance(modes, list) and modes:
+    counts = np.asarray(modes)
+    per_mode = row.get("mode_counts")
+    total = len(per_mode[0]) if isinstance(per_mode, list) and per_mode else None
+    of = f"/{total}" if total else ""
+    full = (
+      f"; all {total} modes in {int((counts == total).sum())} of {len(counts)}" if total else ""
+    )
+    text += (
+      f": modes per member min {counts.min()}{of}, median {np.median(counts):g}, "
+      f"max {counts.max()}{of}{full}"
+    )
+  return text + " (the final row follows as JSON)"
 
 
 if __name__ == "__main__":

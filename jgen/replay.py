@@ -1,6 +1,7 @@
 r"""Replays a collapse case bit for bit, or branches from it with another config.
 
   python -m jgen.replay --case=runs/demo/cases/ID            # verify every digest
+  python -m jgen.replay --case=runs/demo/cases/first         # the run's first case (or latest)
   python -m jgen.replay --case=runs/demo/cases/ID --dump     # + per-step metrics, frames
   python -m jgen.replay --case=runs/demo/cases/ID \\
       --override=config.sampler.kind=with_replacement        # counterfactual (repeatable)
@@ -24,7 +25,13 @@ from jgen.run import workdir
 
 
 def define_flags() -> None:
-  flags.DEFINE_string("case", None, "A case directory, WORKDIR/cases/ID.", required=True)
+  flags.DEFINE_string(
+    "case",
+    None,
+    "A case directory, WORKDIR/cases/ID; WORKDIR/cases/first or WORKDIR/cases/latest names the "
+    "run's first or latest case.",
+    required=True,
+  )
   flags.DEFINE_bool("dump", False, "Write per-step metrics and sample frames.")
   flags.DEFINE_multi_string(
     "override", [], "config.a.b=value for a counterfactual branch (repeatable)."
@@ -37,7 +44,7 @@ def define_flags() -> None:
 
 def main() -> int:
   args = flags.FLAGS
-  case = recorder.load_case(args.case)
+  case = recorder.load_case(replay.resolve_case(args.case))
   if case["status"] != "complete":
     cli.fail(
       f"case {case['id']} is still {case['status']}: its run has not reached step "

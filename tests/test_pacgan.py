@@ -6,6 +6,7 @@ import os
 
 import jax
 import jax.numpy as jnp
+import locked
 import numpy as np
 import pytest
 
@@ -237,7 +238,8 @@ def test_the_simultaneous_rule_takes_both_gradients_at_the_old_parameters():
 
 def tiny_configs_before_this_change():
   """configs/gan.py and gan_setd.py shrunk, with their final digests from the code before
-  PacGAN's options existed (recorded on CPU at commit 45474c1)."""
+  PacGAN's options existed (recorded on CPU at commit 45474c1; the same digests under the lock,
+  jax 0.10.2, flax 0.12.8, optax 0.2.8, numpy 2.4.6)."""
   for module, digest in (
     (gan, "e6f6043b0199be0945520b5991c8d27ecd5aff7aae037bb46f57a9608c17c55a"),
     (gan_setd, "67cf8da189e5394e32b246b8521506c2e2916134307da050ab90947e88d710ae"),
@@ -258,7 +260,17 @@ def tiny_configs_before_this_change():
     yield module.__name__, c, digest
 
 
-@pytest.mark.skipif(jax.default_backend() != "cpu", reason="digests recorded on CPU")
+def test_the_digest_check_knows_the_versions_it_was_recorded_under(monkeypatch):
+  pins = locked.locked_versions()
+  assert set(pins) == set(locked.NUMERICS) and all(pins.values())
+  real = locked.metadata.version
+  monkeypatch.setattr(
+    locked.metadata, "version", lambda name: "0.0.1" if name == "jax" else real(name)
+  )
+  assert locked.version_mismatches()[0] == f"jax {pins['jax']} -> 0.0.1"
+
+
+@locked.recorded_under_the_lock
 def test_existing_configs_give_the_same_final_rows_as_before(tmp_path):
   for name, config, digest in tiny_configs_before_this_change():
     assert "packing" not in config.train and "batch_norm" not in config.model.generator

@@ -13,53 +13,17 @@ moments before and after a collapse and check them bit for bit:
 
 import json
 import os
-import platform
 import shutil
-import subprocess
-from importlib import metadata
 
-import jax
 import ml_collections
 import numpy as np
 from absl import logging
 
 from jgen.collapse import detectors
 from jgen.core import jsonl
+from jgen.core.environment import environment
 
 CASE_FILE = "case.json"
-
-
-def _versions() -> dict:
-  packages = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")
-  return {"python": platform.python_version(), **{p: metadata.version(p) for p in packages}}
-
-
-def environment() -> dict:
-  """What replay compares before it trusts a bit-for-bit check."""
-  device = jax.devices()[0]
-  return {
-    "versions": _versions(),
-    "platform": jax.default_backend(),
-    "device_kind": device.device_kind,
-    "device_count": jax.device_count(),
-    "process_count": jax.process_count(),
-    "xla_flags": os.environ.get("XLA_FLAGS", ""),
-    "git_commit": _git_commit(),
-  }
-
-
-def _git_commit() -> str | None:
-  try:
-    result = subprocess.run(
-      ["git", "rev-parse", "HEAD"],
-      cwd=os.path.dirname(os.path.abspath(__file__)),
-      capture_output=True,
-      text=True,
-      timeout=5,
-    )
-  except (OSError, subprocess.SubprocessError):
-    return None
-  return result.stdout.strip() or None
 
 
 def _link_tree(source: str, destination: str) -> None:

@@ -39,6 +39,36 @@ class Branch:
   timings: dict  # seconds: first chunk (with compilation), the steady rest
 
 
+# `--case=WORKDIR/cases/first` or `.../latest`: the README's commands work whatever ids a run's
+# cases got (an id holds its trigger step, which depends on the run).
+CASE_ALIASES = ("first", "latest")
+
+
+def resolve_case(case_dir: str) -> str:
+  """The case folder `case_dir` names: itself, or the first or latest case of its cases/.
+
+  A folder that does not exist is refused with the cases that do, and the command to list them.
+  """
+  case_dir = os.path.normpath(case_dir)
+  if os.path.isdir(case_dir):
+    return case_dir
+  cases_dir, name = os.path.split(case_dir)
+  existing = sorted(os.listdir(cases_dir)) if os.path.isdir(cases_dir) else []
+  if name in CASE_ALIASES and existing:
+    return os.path.join(cases_dir, existing[0 if name == "first" else -1])
+  run_dir = os.path.dirname(cases_dir) or "."
+  if not existing:
+    raise ValueError(
+      f"{case_dir} is not a case, and {cases_dir} holds none: a run's cases are in "
+      f"WORKDIR/cases/ (list them with python -m jgen.cases --workdir=WORKDIR)"
+    )
+  raise ValueError(
+    f"{case_dir} is not a case; {cases_dir} holds {', '.join(existing)} (or name "
+    f"{cases_dir}/first or {cases_dir}/latest; python -m jgen.cases --workdir={run_dir} "
+    "lists them)"
+  )
+
+
 def environment_mismatches(recorded: dict) -> list[str]:
   now = recorder.environment()
   problems = []

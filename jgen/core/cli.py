@@ -31,7 +31,7 @@ A command reads:
   * runs main(), ends quietly when a reader closes the pipe (`jgen.X | head`), and turns a
     ValueError or RuntimeError into `jgen.X: error: <message>` and exit code 1 (or the
     error's `exit_code`: 75 for a run stopped by SIGTERM or Ctrl-C after its checkpoint).
-    JGEN_DEBUG=1 re-raises instead, with the traceback.
+    JGEN_DEBUG=1 re-raises instead, with the traceback. JGEN_PARSE_ONLY=1 stops after parsing.
 
 A command whose failures need another exit code, or a message before it stops, calls
 cli.fail(message, code).
@@ -58,6 +58,8 @@ NOISY_LOGGERS = (
   "jax/_src/cache_key",
 )
 DEBUG_ENV = "JGEN_DEBUG"
+# Set: parse the command line (flags, config file, overrides) and exit 0 without running main.
+PARSE_ONLY_ENV = "JGEN_PARSE_ONLY"
 
 
 def define_config(help: str, default: str | None = None, required: bool = True):
@@ -101,6 +103,23 @@ def _filter(record: std_logging.LogRecord) -> bool:
   return record.levelno >= std_logging.WARNING or not _is_noisy(record)
 
 
+class _ReadableFormatter(logging.PythonFormatter):
+  """jgen's own lines as a person reads them: the progress bare, a warning as `warning: ...`.
+
+  Libraries keep absl's prefix (level, time, thread, file:line), which is how one tells their
+  lines from jgen's. JGEN_DEBUG=1 keeps it on every line."""
+
+  def format(self, record: std_logging.LogRecord) -> str:
+    if _is_noisy(record) or "/jgen/" not in record.pathname.replace(os.sep, "/"):
+      return super().format(record)
+    text = record.getMessage()
+    if record.levelno >= std_logging.WARNING:
+      text = f"{record.levelname.lower()}: {text}"
+    if record.exc_info:
+      text += "\n" + self.formatException(record.exc_info)
+    return text
+
+
 def setup_logging(quiet: bool = False) -> None:
   """absl INFO for jgen's progress (WARNING if quiet); routine INFO of libraries hidden.
 
@@ -111,6 +130,8 @@ def setup_logging(quiet: bool = False) -> None:
   handler = logging.get_absl_handler()
   if _filter not in handler.filters:
     handler.addFilter(_filter)
+  if not os.environ.get(DEBUG_ENV):
+    handler.setFormatter(_ReadableFormatter())
 
 
 def _innermost(error: BaseException) -> BaseException:
@@ -208,6 +229,10 @@ def run(
 
   def absl_main(argv: Sequence[str]) -> int | None:
     del argv  # flags_parser has refused positional arguments
+    if os.environ.get(PARSE_ONLY_ENV):
+      # tests/test_readme.py checks every command the README shows this way, without running it.
+      print(f"{name}: flags parsed")
+      return 0
     setup_logging(quiet=quiet)
     try:
       code = main()

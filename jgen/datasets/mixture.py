@@ -61,7 +61,9 @@ class MixtureData:
 
   def progress_text(self, row: dict) -> str:
     kl = row["reverse_kl"]
+    # Reverse KL is undefined while no sample is of high quality (no mode captured).
+    kl_text = "– (undefined: no sample near any mode yet)" if kl is None else f"{kl:.4f}"
     return (
       f"modes {row['modes']}/{self.num_modes} high_quality {row['high_quality']:.3f} "
-      f"reverse_kl {'nan' if kl is None else f'{kl:.4f}'}"
+      f"reverse_kl {kl_text}"
     )

@@ -37,7 +37,7 @@ from absl import logging
 
 from jgen.collapse import recorder as recorder_lib
 from jgen.collapse import trace
-from jgen.core import jsonl, parallel
+from jgen.core import environment, jsonl, parallel
 from jgen.run import checkpoints, fingerprint, lock, signals, workdir
 from jgen.run.schedule import Progress, Schedule, format_seconds
 from jgen.viz import plots
@@ -186,6 +186,14 @@ def _train(trainer, config, work_dir, root, data, schedule, stops) -> dict:
     is_chief = jax.process_index() == 0
     if is_chief:
       workdir.write_config(work_dir, config)
+      changed = environment.record(work_dir)
+      if start and changed:
+        logging.warning(
+          "resuming under another environment than the last session's (%s): the rows from "
+          "here on need not be the bits an uninterrupted run would give; %s keeps both.",
+          ", ".join(changed),
+          os.path.join(work_dir, environment.FILE),
+        )
     log = workdir.MetricsLog(work_dir, resume_step=start, enabled=is_chief)
     trace_log = trace.TraceLog(
       work_dir, trainer.traced_parts, resume_step=start, enabled=is_chief and trainer.trace

@@ -14,6 +14,7 @@ same notice by sending SIGTERM to the process itself.
 
 import os
 import signal
+import sys
 import threading
 
 import jax
@@ -61,6 +62,14 @@ class StopRequests:
     if self.signal_name is not None and number == signal.SIGINT:
       raise KeyboardInterrupt  # a second Ctrl-C: stop now
     self.signal_name = signal.Signals(number).name
+    # Said at once: the chunk in flight may take a while, and silence reads as a hang.
+    then = " (Ctrl-C again stops at once, without one)" if number == signal.SIGINT else ""
+    print(
+      f"{self.signal_name} received: finishing the current chunk, then a checkpoint is "
+      f"written and the run exits{then}.",
+      file=sys.stderr,
+      flush=True,
+    )
     if _distributed():
       os.kill(os.getpid(), signal.SIGTERM)  # the runtime's notifier tells the other processes
 
