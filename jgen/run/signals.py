@@ -10,6 +10,11 @@ listens for SIGTERM on each process and agrees on a step in the background
 (jax.experimental.multihost_utils.reached_preemption_sync_point); the loop asks it after
 every chunk with the chunk's ordinal, which all processes share. SIGINT is turned into the
 same notice by sending SIGTERM to the process itself.
+
+A study (jgen/studies/runner.py) holds a StopRequests around all its cells, and each cell's
+run enters its own inside it. The inner one installs nothing and shares the outer one's
+request: a signal that comes after a cell's last check (during its last chunk or its final
+evaluation) would otherwise leave with the cell's handlers, and the study would train on.
 """
 
 import os
@@ -35,27 +40,50 @@ def _distributed() -> bool:
   return jax.process_count() > 1
 
 
+class _Request:
+  """The signal received (its name), shared by nested StopRequests."""
+
+  signal_name: str | None = None
+
+
 class StopRequests:
-  """Installs the handlers for the duration of a run (a context manager)."""
+  """Installs the handlers for the duration of a run or a study (a context manager); one
+  entered while another is installed shares that one's request and installs nothing."""
+
+  _installed: "StopRequests | None" = None  # the outermost one, whose handlers are in place
 
   def __init__(self):
-    self.signal_name = None
+    self._request = _Request()
     self._previous = {}
     self._chunks = 0
 
+  @property
+  def signal_name(self) -> str | None:
+    return self._request.signal_name
+
+  @signal_name.setter
+  def signal_name(self, name: str | None) -> None:
+    self._request.signal_name = name
+
   def __enter__(self):
+    if StopRequests._installed is not None:
+      self._request = StopRequests._installed._request
+      return self
     if threading.current_thread() is not threading.main_thread():
       return self  # handlers can only be installed from the main thread
     # Multi-process: SIGTERM stays with JAX's preemption notifier, which agrees on a step.
     wanted = (signal.SIGINT,) if _distributed() else (signal.SIGINT, signal.SIGTERM)
     for number in wanted:
       self._previous[number] = signal.signal(number, self._handle)
+    StopRequests._installed = self
     return self
 
   def __exit__(self, *exc):
     for number, handler in self._previous.items():
       signal.signal(number, handler)
     self._previous = {}
+    if StopRequests._installed is self:
+      StopRequests._installed = None
 
   def _handle(self, number, frame):
     del frame

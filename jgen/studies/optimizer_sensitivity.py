@@ -32,6 +32,10 @@ from jgen.trainers import denoise
 from jgen.trainers import gan as gan_trainer
 
 REPORT_FILE = "report.md"
+# Study keys that may change on a rerun (jgen/studies/runner.py): families, optimizers and data
+# choose the cells of the grid; the success threshold is applied by the report.
+RESUMABLE_CHANGES = ("study.families", "study.optimizers", "study.data", "study.min_high_quality")
+OUTCOME_KEYS = ("by_rate",)  # what the report reads of a cell's outcome.json
 FAMILIES = (
   "per_sample_gan",
   "set_gan",
@@ -264,4 +268,7 @@ def run_study(config, work_dir: str) -> dict:
     lambda cell, study_config, cell_dir: train_cell(study_config, cell, cell_dir),
     write_report,
     "Optimizer study",
+    study_config=config,
+    resumable=RESUMABLE_CHANGES,
+    outcome_keys=OUTCOME_KEYS,
   )

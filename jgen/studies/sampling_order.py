@@ -22,7 +22,7 @@ from jgen.core import config as config_lib
 from jgen.core import jsonl
 from jgen.studies import runner, stats
 from jgen.trainers import gan as gan_trainer
-from jgen.viz.plots import new_figure
+from jgen.viz.plots import new_figure, save_figure
 
 SAMPLERS = {
   "epoch_shuffle": {"sampler.kind": "epoch_shuffle"},
@@ -43,6 +43,10 @@ DISCRIMINATORS = {
 }
 FACTORS = ("data", "discriminator", "optimizer", "sampler")
 REPORT_FILE = "report.md"
+# Study keys that may change on a rerun (jgen/studies/runner.py): they choose which cells the
+# grid holds; no cell's config depends on them.
+RESUMABLE_CHANGES = ("study.data", "study.discriminators", "study.optimizers", "study.samplers")
+OUTCOME_KEYS = ("outcomes",)  # what the report reads of a cell's outcome.json
 
 
 def _names(text: str, table: dict | None, what: str) -> list[str]:
@@ -219,7 +223,7 @@ def plot_report(path_prefix: str, report: dict, finished) -> None:
     axes.set_ylim(0, 1)
     axes.set_title(f"{block['data']}/{block['discriminator']}/{block['optimizer']}", fontsize=8)
     axes.set_ylabel("collapse rate", fontsize=8)
-  figure.savefig(f"{path_prefix}collapse_rate.png")
+  save_figure(figure, f"{path_prefix}collapse_rate.png")
   figure = new_figure(3.6 * columns, 2.8 * rows)
   by_block = {}
   for cell, outcomes in finished:
@@ -238,7 +242,7 @@ def plot_report(path_prefix: str, report: dict, finished) -> None:
     axes.set_xlabel("step", fontsize=8)
     axes.set_ylabel("modes (member mean)", fontsize=8)
     axes.legend(fontsize=6)
-  figure.savefig(f"{path_prefix}modes_over_time.png")
+  save_figure(figure, f"{path_prefix}modes_over_time.png")
 
 
 def run_study(config: ml_collections.ConfigDict, work_dir: str) -> dict:
@@ -261,4 +265,14 @@ def run_study(config: ml_collections.ConfigDict, work_dir: str) -> dict:
     plot_report(os.path.join(work_dir, ""), report, finished)
     return report
 
-  return runner.run_cells(work_dir, grid, configs, train_cell, write_report, "Study")
+  return runner.run_cells(
+    work_dir,
+    grid,
+    configs,
+    train_cell,
+    write_report,
+    "Study",
+    study_config=config,
+    resumable=RESUMABLE_CHANGES,
+    outcome_keys=OUTCOME_KEYS,
+  )

@@ -24,6 +24,10 @@ from jgen.studies import runner, stats
 from jgen.trainers import gan as gan_trainer
 
 REPORT_FILE = "report.md"
+# Study keys that may change on a rerun (jgen/studies/runner.py): the grid's data and pack
+# sizes choose its cells, and the published values are only compared in the report.
+RESUMABLE_CHANGES = ("study.data", "study.pack_sizes", "study.published", "study.published_source")
+OUTCOME_KEYS = ("outcomes", "steps")  # what the report reads of a cell's outcome.json
 MEASURES = ("modes", "high_quality", "reverse_kl")
 # jgen reports high_quality as a fraction; the paper in percent.
 SCALE = {"modes": 1.0, "high_quality": 100.0, "reverse_kl": 1.0}
@@ -205,4 +209,14 @@ def run_study(config: ml_collections.ConfigDict, work_dir: str) -> dict:
     runner.write_text(os.path.join(work_dir, REPORT_FILE), report_markdown(report, config))
     return report
 
-  return runner.run_cells(work_dir, grid, configs, train_cell, write_report, "Table 1")
+  return runner.run_cells(
+    work_dir,
+    grid,
+    configs,
+    train_cell,
+    write_report,
+    "Table 1",
+    study_config=config,
+    resumable=RESUMABLE_CHANGES,
+    outcome_keys=OUTCOME_KEYS,
+  )

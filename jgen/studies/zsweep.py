@@ -22,9 +22,14 @@ import ml_collections
 from jgen.core import config as config_lib
 from jgen.studies import runner
 from jgen.trainers import dgn as dgn_trainer
-from jgen.viz.plots import new_figure
+from jgen.viz.plots import new_figure, save_figure
 
 REPORT_FILE = "report.md"
+# Study keys that may change on a rerun (jgen/studies/runner.py): they choose which cells the
+# grid holds; no cell's config depends on them.
+RESUMABLE_CHANGES = ("study.num_train", "study.z_dims", "study.widths")
+# What the report reads of a cell's outcome.json.
+OUTCOME_KEYS = ("exact_fraction", "recon_psnr_mean", "recon_psnr_min", "steps")
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -133,7 +138,7 @@ def plot(path: str, result: dict) -> None:
     axes.set_xlabel("z_dim", fontsize=8)
     axes.set_ylabel("fraction reconstructed exactly", fontsize=8)
     axes.legend(fontsize=6)
-  figure.savefig(path)
+  save_figure(figure, path)
 
 
 def run_study(config, work_dir: str) -> dict:
@@ -159,4 +164,14 @@ def run_study(config, work_dir: str) -> dict:
     plot(os.path.join(work_dir, "zdim.png"), result)
     return result
 
-  return runner.run_cells(work_dir, grid, configs, train_cell, write_report, "zdim study")
+  return runner.run_cells(
+    work_dir,
+    grid,
+    configs,
+    train_cell,
+    write_report,
+    "zdim study",
+    study_config=config,
+    resumable=RESUMABLE_CHANGES,
+    outcome_keys=OUTCOME_KEYS,
+  )

@@ -1,8 +1,10 @@
 """PNG grids of small images (digits, photo crops), drawn headless (see jgen/viz/plots.py)."""
 
+import io
+
 import numpy as np
 
-from jgen.viz.plots import DPI, new_figure
+from jgen.viz.plots import new_figure, save_figure, write_picture
 
 
 def save_grid(path: str, rows, row_titles=None, title: str = "", cell_inches: float = 0.6):
@@ -24,7 +26,7 @@ def save_grid(path: str, rows, row_titles=None, title: str = "", cell_inches: fl
         axes.set_ylabel(row_titles[r], fontsize=6, rotation=0, ha="right", va="center")
   if title:
     figure.suptitle(title, fontsize=8)
-  figure.savefig(path, dpi=DPI)
+  save_figure(figure, path)
 
 
 def save_image(path: str, image_HxWxC) -> None:
@@ -34,4 +36,6 @@ def save_image(path: str, image_HxWxC) -> None:
   image = np.clip(np.asarray(image_HxWxC, np.float32), 0.0, 1.0)
   if image.shape[-1] == 1:
     image = np.repeat(image, 3, axis=-1)
-  matplotlib.image.imsave(path, image)
+  encoded = io.BytesIO()
+  matplotlib.image.imsave(encoded, image, format="png")
+  write_picture(path, encoded.getvalue())

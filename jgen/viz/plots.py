@@ -3,8 +3,13 @@
 Figures are built on matplotlib's object API with an Agg canvas rather than pyplot: pyplot keeps
 every figure in a global registry until closed, which leaks across the thousands of calls a long
 run or a sweep makes, and it would need a display backend.
+
+Every picture is drawn in memory and then put in place atomically (`save_figure`,
+`write_picture`): a full disk leaves the previous picture whole instead of a truncated one, and
+is reported in one line naming the file (PictureError) instead of matplotlib's traceback.
 """
 
+import io
 import math
 from collections.abc import Sequence
 
@@ -14,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle
 from matplotlib.ticker import MaxNLocator
 
+from jgen.core import jsonl
 from jgen.data.mixtures import Mixture
 from jgen.evals import modes
 
@@ -36,6 +42,29 @@ def new_figure(width_in: float, height_in: float) -> Figure:
   figure = Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained")
   FigureCanvasAgg(figure)
   return figure
+
+
+class PictureError(RuntimeError):
+  """A picture could not be written (a full disk, a read-only folder); its message is one line."""
+
+
+def write_picture(path: str, data: bytes) -> None:
+  """Replaces the file at `path` by the encoded picture `data`, atomically."""
+  try:
+    jsonl.replace_bytes(path, data)
+  except OSError as error:
+    raise PictureError(
+      f"cannot write the picture {path} ({type(error).__name__}: {error}); any earlier file "
+      "there is unchanged: free disk space (or fix the folder's permissions) and rerun the "
+      "same command"
+    ) from None
+
+
+def save_figure(figure: Figure, path: str, dpi: float = DPI) -> None:
+  """Writes `figure` as a PNG at `path` (see write_picture)."""
+  encoded = io.BytesIO()
+  figure.savefig(encoded, format="png", dpi=dpi)
+  write_picture(path, encoded.getvalue())
 
 
 def metrics_line(metrics: dict, num_modes: int) -> str:
@@ -88,7 +117,7 @@ def scatter_samples(
   axes.tick_params(labelsize=7)
   full_title = title if metrics is None else f"{title}\n{metrics_line(metrics, mixture.num_modes)}"
   axes.set_title(full_title, fontsize=9)
-  figure.savefig(path, dpi=DPI)
+  save_figure(figure, path)
 
 
 def _as_float(value) -> float:
@@ -208,7 +237,7 @@ def metric_curves(
   case_steps: Sequence[int] = (),
 ) -> None:
   """Writes curves_figure(rows, keys, ...) as a PNG."""
-  curves_figure(rows, keys, title=title, case_steps=case_steps).savefig(path, dpi=DPI)
+  save_figure(curves_figure(rows, keys, title=title, case_steps=case_steps), path)
 
 
 def branches_title(case: str | None, overrides: Sequence[str]) -> str | None:
@@ -255,7 +284,7 @@ def compare_branches(
   overrides: Sequence[str] = (),
 ) -> None:
   """Writes branches_figure(branches, keys, ...) as a PNG."""
-  branches_figure(branches, keys, case=case, overrides=overrides).savefig(path, dpi=DPI)
+  save_figure(branches_figure(branches, keys, case=case, overrides=overrides), path)
 
 
 def tile_images(images_NxHxWxC, columns: int) -> np.ndarray:
@@ -292,4 +321,4 @@ def image_grid(path: str, images_NxHxWxC, title: str, metrics: dict | None = Non
     title += f"\nmodes {metrics['modes']}/{num_modes} · KL {metrics['kl']:.3f}"
     title += "" if fid is None else f" · classifier FID {fid:.2f}"
   axes.set_title(title, fontsize=9)
-  figure.savefig(path, dpi=DPI)
+  save_figure(figure, path)
