@@ -109,7 +109,7 @@ def _read_outcome(path: str, keys: Collection[str]) -> dict | None:
       raise ValueError(f"a JSON {type(outcome).__name__}, not an object")
     missing = [key for key in keys if key not in outcome]
     if missing:
-      raise ValueError(f"no {', '.join(map(repr, missing))}")
+      raise ValueError(f"it lacks {', '.join(map(repr, missing))}")
   except ValueError as error:  # JSONDecodeError, UnicodeDecodeError (binary), the checks above
     logging.warning("%s is damaged (%s); the cell runs again from its checkpoints.", path, error)
     return None
