@@ -5,7 +5,10 @@ r"""Runs a study: a grid of runs (or a comparison) and its report.
 
 The config's `study_kind` chooses the study (jgen/studies/__init__.py lists them; without it,
 the sampling-order study). Studies resume: a finished cell is never rerun, and the report is
-rewritten after every cell. Prints the report's path.
+rewritten after every cell. A rerun with another config is refused, naming the keys
+(W/study_config.json records the study's; jgen/studies/runner.py says which keys may change).
+SIGTERM or Ctrl-C stops the study after the current chunk or cell, with its checkpoint or
+outcome saved: exit 75, and the same command resumes it. Prints the report's path.
 """
 
 import os

@@ -18,7 +18,8 @@ step is logged) that a cell's outcome and its collapse detectors read.
 SIGTERM and SIGINT are one request for the whole study: a cell's run that gets one stops after
 its chunk with a checkpoint, as any run does; one that arrives after the cell's last check (its
 last chunk, its final evaluation) stops the study once the cell's outcome and the report are
-written. Either way the study raises signals.StopRequested (exit 75 from the command).
+written (unless no cell is left: then the study has simply finished). Either way the study
+raises signals.StopRequested (exit 75 from the command).
 """
 
 import json
