@@ -298,3 +298,21 @@ def test_replay_refuses_a_case_from_another_environment(recorded, tmp_path):
   assert "jax: recorded 0.0.1" in refused.stderr and "--allow_mismatch" in refused.stderr
   allowed = _run("jgen.replay", f"--case={case['dir']}", "--allow_mismatch")
   assert allowed.returncode == 0 and "verified 40 steps" in allowed.stdout
+
+
+def test_case_aliases_name_the_first_and_latest_case_and_a_wrong_path_lists_the_cases(tmp_path):
+  cases = tmp_path / "run" / "cases"
+  for name in ("00000900-mode_drop", "00000400-kl_rise", "00001200-diversity"):
+    (cases / name).mkdir(parents=True)
+  assert replay.resolve_case(str(cases / "first")) == str(cases / "00000400-kl_rise")
+  assert replay.resolve_case(str(cases / "latest")) == str(cases / "00001200-diversity")
+  assert replay.resolve_case(str(cases / "00000900-mode_drop")) == str(cases / "00000900-mode_drop")
+  with pytest.raises(ValueError) as error:
+    replay.resolve_case(str(cases / "00000500-mode_drop"))
+  message = str(error.value)
+  assert (
+    "\n" not in message and "00000400-kl_rise, 00000900-mode_drop, 00001200-diversity" in message
+  )
+  assert f"python -m jgen.cases --workdir={tmp_path / 'run'}" in message
+  with pytest.raises(ValueError, match="holds none"):
+    replay.resolve_case(str(tmp_path / "elsewhere" / "cases" / "first"))

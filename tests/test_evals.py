@@ -234,3 +234,13 @@ def test_cli_errors_exit_nonzero_with_a_message(tmp_path, data, make_file, messa
   assert message in result.stderr
   assert "Traceback" not in result.stderr
   assert result.stdout == ""
+
+
+def test_progress_shows_an_undefined_reverse_kl_as_a_dash_with_its_reason():
+  from jgen.datasets.mixture import MixtureData
+
+  data = MixtureData(get_mixture("ring8"))
+  row = {"modes": 0, "high_quality": 0.0, "reverse_kl": None}
+  text = data.progress_text(row)
+  assert "reverse_kl – (undefined: no sample near any mode yet)" in text and "nan" not in text
+  assert "reverse_kl 0.1250" in data.progress_text({**row, "modes": 8, "reverse_kl": 0.125})

@@ -43,6 +43,46 @@ def test_a_run_from_the_command_line(tmp_path):
     assert noise not in result.stderr, result.stderr[-2000:]
   saved = json.loads((tmp_path / "config.json").read_text())
   assert saved["data"]["name"] == "grid25" and saved["train"]["num_steps"] == 40
+  # Progress as a person reads it: no logging prefix (level, time, thread, file:line).
+  progress = [line for line in result.stderr.splitlines() if "steps/s, ETA" in line]
+  assert progress and all(line.startswith("step ") for line in progress), progress
+  # The versions the result depends on are kept with it.
+  environment = json.loads((tmp_path / "environment.json").read_text())
+  assert environment["latest"]["versions"]["jax"] == jax_version()
+  assert environment["first"] == environment["latest"]
+
+
+def jax_version() -> str:
+  from importlib import metadata
+
+  return metadata.version("jax")
+
+
+def test_a_resume_under_other_versions_says_so_in_one_line(tmp_path):
+  args = ["--config=configs/gan.py", f"--workdir={tmp_path}", *TINY]
+  assert _main(*args).returncode == 0
+  recorded = json.loads((tmp_path / "environment.json").read_text())
+  recorded["latest"]["versions"]["jax"] = "0.0.1"
+  (tmp_path / "environment.json").write_text(json.dumps(recorded))
+  result = _main(*args[:2], *TINY[:-5], "--config.train.num_steps=60", *TINY[4:])
+  assert result.returncode == 0, result.stderr
+  lines = [line for line in result.stderr.splitlines() if "another environment" in line]
+  assert len(lines) == 1 and f"jax 0.0.1 -> {jax_version()}" in lines[0], result.stderr
+  kept = json.loads((tmp_path / "environment.json").read_text())
+  assert kept["first"]["versions"]["jax"] == recorded["first"]["versions"]["jax"]
+
+
+def test_a_population_ends_with_a_one_line_verdict_before_the_json(tmp_path):
+  result = _main(
+    "--config=configs/gan.py", f"--workdir={tmp_path}", *TINY, "--config.population.size=2"
+  )
+  assert result.returncode == 0, result.stderr
+  final = json.loads(result.stdout.strip().splitlines()[-1])
+  verdict = result.stderr.strip().splitlines()[-1]
+  counts = final["modes"]
+  assert verdict.startswith("population of 2 members at step 40: modes per member min "), verdict
+  assert f"min {min(counts)}/8" in verdict and f"max {max(counts)}/8" in verdict
+  assert f"all 8 modes in {sum(c == 8 for c in counts)} of 2" in verdict
 
 
 @pytest.mark.parametrize(
