@@ -102,6 +102,7 @@ def test_a_damaged_newest_checkpoint_is_set_aside_and_the_run_resumes_from_the_i
   lines = [r.getMessage() for r in caplog.records if "Checkpoint at step 60" in r.getMessage()]
   assert len(lines) == 1 and "set aside" in lines[0], caplog.text
   assert ("digest check" in lines[0]) or ("cannot be read" in lines[0])
+  assert "<bound method" not in lines[0] and "See full TensorStore details" not in lines[0]
   assert "Resuming from step 40, the newest intact checkpoint." in caplog.text
   assert os.path.isdir(os.path.join(work_dir, checkpoints.DAMAGED_DIR, "60"))  # kept, not lost
   _assert_same_run(work_dir, straight)
@@ -479,3 +480,369 @@ def test_a_replay_override_typo_suggests_the_key(case_dir):
   result = _command("jgen.replay", f"--case={case_dir}", "--override=config.sampler.knd=x")
   line = _one_error_line(result, "jgen.replay")
   assert "Did you mean config.sampler.kind?" in line
+
+
+# --- issue 18: the workdir's own faults ------------------------------------------------------
+
+
+def _snapshot(work_dir, names=("metrics.jsonl", "trace/steps.u32", "trace/parts.jsonl")) -> dict:
+  """The bytes of each history file (None where it is absent)."""
+  contents = {}
+  for name in names:
+    path = os.path.join(work_dir, name)
+    contents[name] = open(path, "rb").read() if os.path.exists(path) else None
+  return contents
+
+
+def _parts_rows(work_dir) -> list[dict]:
+  return jsonl.read_rows(os.path.join(work_dir, "trace", "parts.jsonl"))
+
+
+def _one_line(error) -> str:
+  text = str(error)
+  assert "\n" not in text and "Traceback" not in text, text
+  return text
+
+
+@pytest.mark.parametrize("how", ["missing", "a file", "all damaged"])
+def test_history_without_a_visible_checkpoint_is_refused_and_kept(straight, tmp_path, how):
+  work_dir = _copy(straight, tmp_path)
+  folder = os.path.join(work_dir, "checkpoints")
+  if how == "all damaged":
+    for step in (20, 40, 60):
+      _flip_bit(_largest_data_file(os.path.join(folder, str(step))))
+    with pytest.raises(checkpoints.CheckpointError):  # sets them aside
+      gan_trainer.train_and_evaluate(tiny_config(), work_dir)
+  else:
+    shutil.rmtree(folder)
+    if how == "a file":
+      open(folder, "w").write("in the way")
+  history = _snapshot(work_dir)
+  with pytest.raises(RuntimeError) as info:
+    gan_trainer.train_and_evaluate(tiny_config(), work_dir)
+  line = _one_line(info.value)
+  assert "metrics.jsonl" in line and "through step 60" in line and "new --workdir" in line, line
+  assert _snapshot(work_dir) == history  # nothing truncated
+  if how == "a file":
+    assert open(folder).read() == "in the way"
+  elif how == "missing":
+    assert not os.path.exists(folder)
+
+
+def test_a_loss_non_finite_before_the_first_row_is_the_one_line_message(tmp_path):
+  from jgen.collapse import recorder
+
+  work_dir = str(tmp_path / "run")
+  config = tiny_config(setd=True, **{"optimizer.learning_rate": 1e12})
+  with pytest.raises(loop.NonFiniteError) as info:
+    gan_trainer.train_and_evaluate(config, work_dir)
+  line = _one_line(info.value)
+  assert line.startswith("non-finite loss at step ") and "recorded in" in line, line
+  cases = recorder.list_cases(work_dir)
+  assert cases and all(case["status"] == "complete" for case in cases)
+
+
+def _full_disk_at(monkeypatch, suffix: str):
+  """Writes through jsonl.replace_bytes of a file ending in `suffix` fail as on a full disk."""
+  real = jsonl.replace_bytes
+
+  def full(path, data):
+    if str(path).endswith(suffix):
+      raise OSError(28, "No space left on device", str(path))
+    return real(path, data)
+
+  monkeypatch.setattr(jsonl, "replace_bytes", full)
+
+
+def test_a_full_disk_writing_a_digests_record_is_one_line(straight, tmp_path, monkeypatch):
+  work_dir = str(tmp_path / "run")
+  _full_disk_at(monkeypatch, f"40{checkpoints.DIGESTS_SUFFIX}")
+  with pytest.raises(RuntimeError) as info:
+    gan_trainer.train_and_evaluate(tiny_config(), work_dir)
+  line = _one_line(info.value)
+  assert f"40{checkpoints.DIGESTS_SUFFIX}" in line and "No space left on device" in line, line
+  assert "checkpoint is step 20" in line, line
+  monkeypatch.undo()
+  gan_trainer.train_and_evaluate(tiny_config(), work_dir)  # nothing lost: resumes from 20
+  _assert_same_run(work_dir, straight)
+
+
+def test_a_full_disk_appending_a_row_is_one_line(straight, tmp_path, monkeypatch):
+  work_dir = str(tmp_path / "run")
+
+  class HalfWritten:
+    def __init__(self, path, mode):
+      self._file = open(path, mode)
+
+    def write(self, text):
+      self._file.write(text[: len(text) // 2])
+      raise OSError(28, "No space left on device")
+
+    def __enter__(self):
+      return self
+
+    def __exit__(self, *exc):
+      self._file.close()
+
+  appended = []
+
+  def full_at_40(path, mode="r", *args, **kwargs):
+    if str(path).endswith("metrics.jsonl") and mode == "a":
+      appended.append(path)
+      if len(appended) == 2:
+        return HalfWritten(path, mode)
+    return open(path, mode, *args, **kwargs)
+
+  monkeypatch.setattr(workdir, "open", full_at_40, raising=False)
+  with pytest.raises(RuntimeError) as info:
+    gan_trainer.train_and_evaluate(tiny_config(), work_dir)
+  line = _one_line(info.value)
+  assert "metrics.jsonl" in line and "No space left on device" in line, line
+  monkeypatch.undo()
+  gan_trainer.train_and_evaluate(tiny_config(), work_dir)  # the half row is dropped
+  _assert_same_run(work_dir, straight)
+
+
+def _tmpfs(path, size: str) -> bool:
+  os.makedirs(path, exist_ok=True)
+  if os.geteuid() != 0 or not shutil.which("mount"):
+    return False
+  result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)])
+  return result.returncode == 0
+
+
+def test_a_real_full_disk_is_one_line_without_background_tracebacks(straight, tmp_path):
+  disk = tmp_path / "disk"
+  if not _tmpfs(disk, "200k"):
+    pytest.skip("a tiny file system needs root and mount (tmpfs)")
+  try:
+    work_dir = str(disk / "run")
+    command = ["jgen.main", "--config=configs/gan.py", f"--workdir={work_dir}"]
+    result = _command(*command, *_cli_flags({"train.num_steps": 60}))
+    shutil.copytree(work_dir, tmp_path / "copy")
+  finally:
+    subprocess.run(["umount", str(disk)])
+  stderr = result.stderr
+  assert result.returncode == 1, stderr[-3000:]
+  assert "Traceback" not in stderr and "Event loop is closed" not in stderr, stderr[-3000:]
+  last = stderr.strip().splitlines()[-1]
+  assert last.startswith("jgen.main: error: ") and work_dir in last, last
+  gan_trainer.train_and_evaluate(tiny_config(), str(tmp_path / "copy"))  # nothing lost
+  _assert_same_run(tmp_path / "copy", straight)
+
+
+def test_a_damaged_fingerprint_is_damage_not_another_run(straight, tmp_path, caplog):
+  work_dir = _copy(straight, tmp_path)
+  path = os.path.join(work_dir, "checkpoints", f"60{checkpoints.DIGESTS_SUFFIX}")
+  record = json.load(open(path))
+  record["fingerprint"]["config"]["seed"] += 1  # one flipped bit of the record
+  open(path, "w").write(json.dumps(record, indent=1))
+  gan_trainer.train_and_evaluate(tiny_config(), work_dir)
+  lines = [r.getMessage() for r in caplog.records if "Checkpoint at step 60" in r.getMessage()]
+  assert len(lines) == 1 and "fingerprint" in lines[0] and "set aside" in lines[0], caplog.text
+  assert "Resuming from step 40, the newest intact checkpoint." in caplog.text
+  assert os.path.exists(os.path.join(work_dir, checkpoints.DAMAGED_DIR, "60"))
+  _assert_same_run(work_dir, straight)
+
+
+def _read_only(work_dir, monkeypatch) -> None:
+  """Makes `work_dir` read-only; for root (whom modes do not stop) opens for writing fail too."""
+  for folder, _, names in os.walk(work_dir):
+    for name in names:
+      os.chmod(os.path.join(folder, name), 0o444)
+    os.chmod(folder, 0o555)
+  real_open = os.open
+  inside = os.path.abspath(work_dir) + os.sep
+
+  def refused(path, flags, *args, **kwargs):
+    writes = flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)
+    if writes and os.path.abspath(path).startswith(inside):
+      raise PermissionError(13, "Permission denied", path)
+    return real_open(path, flags, *args, **kwargs)
+
+  if os.geteuid() == 0:
+    monkeypatch.setattr(os, "open", refused)
+
+
+def test_a_read_only_workdir_is_one_line(straight, tmp_path, monkeypatch):
+  work_dir = _copy(straight, tmp_path)
+  history = _snapshot(work_dir)
+  _read_only(work_dir, monkeypatch)
+  try:
+    with pytest.raises(RuntimeError) as info:
+      gan_trainer.train_and_evaluate(tiny_config(**{"train.num_steps": 80}), work_dir)
+  finally:
+    monkeypatch.undo()
+    for folder, _, _ in os.walk(work_dir):
+      os.chmod(folder, 0o755)
+  line = _one_line(info.value)
+  assert "run.lock" in line and "Permission denied" in line and "writable" in line, line
+  assert _snapshot(work_dir) == history
+
+
+def test_a_workdir_deleted_mid_run_is_one_line(tmp_path, monkeypatch):
+  from jgen.collapse import trace
+
+  work_dir = str(tmp_path / "run")
+  real_append = trace.TraceLog.append_parts
+
+  def deleting(self, step, parts):
+    while step == 20 and os.path.exists(work_dir):  # orbax may still be writing into it
+      shutil.rmtree(work_dir, ignore_errors=True)
+    return real_append(self, step, parts)
+
+  monkeypatch.setattr(trace.TraceLog, "append_parts", deleting)
+  with pytest.raises(RuntimeError) as info:
+    gan_trainer.train_and_evaluate(tiny_config(), work_dir)
+  line = _one_line(info.value)
+  assert work_dir in line and "deleted" in line, line
+
+
+def test_random_bytes_in_config_json_are_named_and_the_run_resumes(straight, tmp_path, caplog):
+  work_dir = _copy(straight, tmp_path)
+  path = os.path.join(work_dir, "config.json")
+  open(path, "wb").write(np.random.default_rng(0).bytes(300))
+  final = gan_trainer.train_and_evaluate(tiny_config(**{"train.num_steps": 80}), work_dir)
+  assert final["step"] == 80
+  lines = [r.getMessage() for r in caplog.records if "config.json" in r.getMessage()]
+  assert len(lines) == 1 and path in lines[0] and "\n" not in lines[0], caplog.text
+  assert "rewritten" in lines[0]
+
+
+def test_an_undecodable_byte_in_metrics_jsonl_names_the_file_and_line(straight, tmp_path):
+  work_dir = _copy(straight, tmp_path)
+  path = os.path.join(work_dir, "metrics.jsonl")
+  data = bytearray(open(path, "rb").read())
+  second = data.index(b"\n") + 5
+  data[second] = 0xFF
+  open(path, "wb").write(bytes(data))
+  with pytest.raises(ValueError) as info:
+    gan_trainer.train_and_evaluate(tiny_config(**{"train.num_steps": 80}), work_dir)
+  line = _one_line(info.value)
+  assert f"{path}, line 2," in line and "UTF-8" in line and "line 2" in line, line
+  assert "delete it" not in line
+  assert open(path, "rb").read() == bytes(data)
+
+
+def _stop_after(monkeypatch, chunks: int) -> None:
+  """A SIGTERM arrives during the `chunks`-th chunk (the loop asks after every chunk)."""
+  asked = []
+
+  def should_stop(self):
+    asked.append(1)
+    if len(asked) >= chunks:
+      self.signal_name = "SIGTERM"
+    return self.signal_name is not None
+
+  monkeypatch.setattr(signals.StopRequests, "should_stop", should_stop)
+
+
+def _stopped_at_30(tmp_path, monkeypatch) -> str:
+  work_dir = str(tmp_path / "run")
+  _stop_after(monkeypatch, 3)  # chunks of 10 steps: the stop comes at step 30, between rows
+  with pytest.raises(signals.StopRequested, match="at step 30 "):
+    gan_trainer.train_and_evaluate(tiny_config(), work_dir)
+  monkeypatch.undo()
+  assert os.path.exists(os.path.join(work_dir, "checkpoints", f"30{checkpoints.WINDOW_SUFFIX}"))
+  return work_dir
+
+
+def test_a_truncated_window_is_set_aside_like_a_damaged_checkpoint(
+  straight, tmp_path, monkeypatch, caplog
+):
+  work_dir = _stopped_at_30(tmp_path, monkeypatch)
+  window = os.path.join(work_dir, "checkpoints", f"30{checkpoints.WINDOW_SUFFIX}")
+  os.truncate(window, os.path.getsize(window) // 2)
+  gan_trainer.train_and_evaluate(tiny_config(), work_dir)
+  lines = [r.getMessage() for r in caplog.records if "Checkpoint at step 30" in r.getMessage()]
+  assert len(lines) == 1 and window in lines[0] and "set aside" in lines[0], caplog.text
+  assert "Resuming from step 20, the newest intact checkpoint." in caplog.text
+  damaged = os.path.join(work_dir, checkpoints.DAMAGED_DIR)
+  assert os.path.exists(os.path.join(damaged, f"30{checkpoints.WINDOW_SUFFIX}"))
+  _assert_same_run(work_dir, straight)
+
+
+def test_the_window_is_written_atomically(tmp_path, monkeypatch):
+  written = []
+  real = jsonl.replace_bytes
+  monkeypatch.setattr(jsonl, "replace_bytes", lambda p, d: (written.append(str(p)), real(p, d)))
+  _stopped_at_30(tmp_path, monkeypatch)
+  assert any(p.endswith(f"30{checkpoints.WINDOW_SUFFIX}") for p in written), written
+
+
+def test_an_emptied_metrics_jsonl_is_a_warning_naming_what_was_lost(straight, tmp_path, caplog):
+  work_dir = _copy(straight, tmp_path)
+  path = os.path.join(work_dir, "metrics.jsonl")
+  open(path, "w").close()
+  gan_trainer.train_and_evaluate(tiny_config(**{"train.num_steps": 80}), work_dir)
+  lines = [r.getMessage() for r in caplog.records if path in r.getMessage()]
+  assert len(lines) == 1 and "\n" not in lines[0], caplog.text
+  assert "up to step 60" in lines[0] and "delete" not in lines[0], lines[0]
+  assert [row["step"] for row in _rows(work_dir)] == [80]
+
+
+def test_parts_jsonl_after_a_resume_from_step_0_is_an_uninterrupted_runs(
+  straight, tmp_path, monkeypatch
+):
+  work_dir = str(tmp_path / "run")
+
+  def killed(self, row):
+    raise KeyboardInterrupt  # before the first row: only the step-0 checkpoint is on disk
+
+  monkeypatch.setattr(workdir.MetricsLog, "write", killed)
+  with pytest.raises(KeyboardInterrupt):
+    gan_trainer.train_and_evaluate(tiny_config(), work_dir)
+  monkeypatch.undo()
+  assert checkpoints.Checkpoints(work_dir, keep=3).all_steps() == [0]
+  gan_trainer.train_and_evaluate(tiny_config(), work_dir)
+  _assert_same_run(work_dir, straight)
+  assert _parts_rows(work_dir) == _parts_rows(straight)
+
+
+def test_parts_jsonl_after_a_stop_between_rows_is_an_uninterrupted_runs(
+  straight, tmp_path, monkeypatch
+):
+  work_dir = _stopped_at_30(tmp_path, monkeypatch)
+  gan_trainer.train_and_evaluate(tiny_config(), work_dir)
+  _assert_same_run(work_dir, straight)
+  assert _parts_rows(work_dir) == _parts_rows(straight)
+
+
+def test_nan_in_the_config_equals_nan():
+  config = tiny_config(**{"optimizer.learning_rate": float("nan")})
+  stored = json.loads(json.dumps(config.to_dict()))  # as config.json holds it
+  assert workdir.config_differences(stored, config.to_dict()) == []
+  recorded = json.loads(json.dumps(fingerprint.fingerprint(config)))  # as S.digests.json
+  assert fingerprint.differences(recorded, fingerprint.fingerprint(config)) == []
+
+
+def test_rewritten_files_get_the_mode_of_a_normally_created_file(tmp_path):
+  old_umask = os.umask(0o027)
+  try:
+    fresh = tmp_path / "fresh.json"
+    jsonl.replace_bytes(fresh, b"{}")
+    assert os.stat(fresh).st_mode & 0o777 == 0o640
+    kept = tmp_path / "kept.json"
+    kept.write_bytes(b"old")
+    os.chmod(kept, 0o604)
+    jsonl.replace_bytes(kept, b"new")
+    assert os.stat(kept).st_mode & 0o777 == 0o604 and kept.read_bytes() == b"new"
+  finally:
+    os.umask(old_umask)
+
+
+def test_stale_temporary_files_are_removed_at_start(straight, tmp_path):
+  work_dir = _copy(straight, tmp_path)
+  stale = [
+    os.path.join(work_dir, ".metrics.jsonl.k2x9_a0q.tmp"),
+    os.path.join(work_dir, "trace", ".parts.jsonl.abcdefgh.tmp"),
+    os.path.join(work_dir, "checkpoints", ".60.digests.json.0a1b2c3d.tmp"),
+    os.path.join(work_dir, "cases", "00000040-diversity", ".case.json.a_b_c_d_.tmp"),
+  ]
+  os.makedirs(os.path.dirname(stale[-1]))
+  others = [os.path.join(work_dir, "notes.tmp"), os.path.join(work_dir, ".metrics.jsonl.tmp")]
+  for path in stale + others:
+    open(path, "w").write("x")
+  gan_trainer.train_and_evaluate(tiny_config(**{"train.num_steps": 80}), work_dir)
+  assert [os.path.exists(p) for p in stale] == [False] * len(stale)
+  assert [os.path.exists(p) for p in others] == [True] * len(others)

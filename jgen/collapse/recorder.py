@@ -98,10 +98,13 @@ class CaseRecorder:
       return None
     row = {"step": bad_step, **values}
     case = self._open_case(row, [{"detector": "non_finite", "reading": values}], bad_step)
-    if case is not None:
-      self._complete(case, bad_step)
-      return case["dir"]
-    return None
+    if case is None:  # recorded by an earlier session (completed, or stopped before that)
+      case = next((c for c in self._open if c["trigger_step"] == bad_step), None)
+      earlier = os.path.join(self._cases_dir, f"{bad_step:08d}-non_finite")
+      if case is None:
+        return earlier if os.path.isdir(earlier) else None
+    self._complete(case, bad_step)
+    return case["dir"]
 
   def _open_case(self, row, fired, num_steps) -> dict | None:
     trigger = row["step"]
@@ -157,8 +160,15 @@ class CaseRecorder:
     end = min(case["end_step"], step)
     trace_rows = self._trace_log.steps(start, end)
     jsonl.replace_bytes(os.path.join(case_dir, "trace.u32"), trace_rows.tobytes())
-    jsonl.replace_rows(os.path.join(case_dir, "parts.jsonl"), self._trace_log.parts(start - 1, end))
-    all_rows = jsonl.read_rows(os.path.join(self._work_dir, "metrics.jsonl"))
+    parts = self._trace_log.parts(start - 1, end)
+    if not any(row["step"] == start for row in parts):
+      # A checkpoint saved by a stop between log steps has its digests in its record only.
+      recorded = (self._checkpoints.record(start) or {}).get("parts")
+      parts = [{"step": start, "parts": recorded}, *parts] if recorded else parts
+    jsonl.replace_rows(os.path.join(case_dir, "parts.jsonl"), parts)
+    metrics = os.path.join(self._work_dir, "metrics.jsonl")
+    # A loss that turns non-finite before the first logged row leaves no metrics.jsonl yet.
+    all_rows = jsonl.read_rows(metrics) if os.path.exists(metrics) else []
     rows = [r for r in all_rows if start <= r["step"] <= end]
     evaluated = [r["step"] for r in all_rows if "modes" in r and r["step"] <= start]
     samples = os.path.join(self._work_dir, "samples")

@@ -128,12 +128,12 @@ class TraceLog:
       return
     steps = np.arange(first_step + 1, first_step + 1 + len(rows_KxP), dtype=np.uint32)
     table = np.concatenate([steps[:, None], np.asarray(rows_KxP, np.uint32)], axis=1)
-    with open(self._steps_path, "ab") as f:
-      table.tofile(f)
+    with jsonl.naming(self._steps_path), open(self._steps_path, "ab") as f:
+      f.write(table.tobytes())
 
   def append_parts(self, step: int, parts: dict) -> None:
     if self.enabled:
-      with open(self._parts_path, "a") as f:
+      with jsonl.naming(self._parts_path), open(self._parts_path, "a") as f:
         f.write(json.dumps({"step": step, "parts": parts}) + "\n")
 
   def steps(self, after: int, through: int) -> np.ndarray:

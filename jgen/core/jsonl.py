@@ -9,6 +9,7 @@ any moment leaves either the old file or the new one, never a truncated mix; a r
 temporary files such a kill left (`remove_stale_temporaries`).
 """
 
+import contextlib
 import json
 import os
 import re
@@ -104,18 +105,32 @@ def replace_bytes(path: str | os.PathLike, data: bytes) -> None:
     mode = os.stat(path).st_mode & 0o7777
   except FileNotFoundError:
     mode = _new_file_mode()
-  fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+  with naming(path):  # a full disk's error names the file, not the temporary one
+    fd, temporary = tempfile.mkstemp(
+      dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
+    )
+    try:
+      with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), mode)
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+      os.replace(temporary, path)
+    except BaseException:
+      if os.path.exists(temporary):
+        os.unlink(temporary)
+      raise
+
+
+@contextlib.contextmanager
+def naming(path: str | os.PathLike):
+  """Re-raises an OSError as one that names `path`: a failed write or flush names no file."""
   try:
-    with os.fdopen(fd, "wb") as f:
-      os.fchmod(f.fileno(), mode)
-      f.write(data)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(temporary, path)
-  except BaseException:
-    if os.path.exists(temporary):
-      os.unlink(temporary)
-    raise
+    yield
+  except OSError as error:
+    if error.filename == str(path) or error.errno is None:
+      raise
+    raise OSError(error.errno, error.strerror, str(path)) from error
 
 
 # replace_bytes's temporary files: "." + the file's name + "." + mkstemp's 8 characters + ".tmp".
@@ -146,6 +161,6 @@ def write_rows(path: str | os.PathLike, rows, *, append: bool = False) -> None:
   if not append:
     replace_rows(path, rows)
     return
-  with open(path, "a") as f:
+  with naming(path), open(path, "a") as f:
     for row in rows:
       f.write(json.dumps(row) + "\n")

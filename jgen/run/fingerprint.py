@@ -10,6 +10,10 @@ caught. It holds:
   streams     sha256 of the contents of each explicit sampler stream (`*.path` of a sampler
               whose kind is 'explicit'): the path names a file, its rows are the data order
   data_order  DATA_ORDER_VERSION below
+
+The newest checkpoint's record alone can be damaged (a flipped bit in its digests file): when it
+disagrees with this run where config.json and the older checkpoints' records agree with it, the
+record is damaged, not another run's, and that checkpoint is set aside like any damaged one.
 """
 
 import hashlib
@@ -61,7 +65,7 @@ def differences(stored: dict, current: dict) -> list[str]:
     )
   old, new = stored.get("config", {}), current["config"]
   for key in sorted(set(old) | set(new)):
-    if old.get(key, "<absent>") != new.get(key, "<absent>"):
+    if not workdir.same_value(old.get(key, "<absent>"), new.get(key, "<absent>")):
       lines.append(f"{key}: {old.get(key, '<absent>')!r} -> {new.get(key, '<absent>')!r}")
   old_streams, new_streams = stored.get("streams", {}), current["streams"]
   for key in sorted(set(old_streams) | set(new_streams)):
@@ -77,13 +81,56 @@ def digest(fingerprint_: dict) -> str:
   return hashlib.sha256(json.dumps(fingerprint_, sort_keys=True).encode()).hexdigest()
 
 
-def check(record: dict | None, current: dict, work_dir: str) -> None:
-  """Refuses to resume checkpoints whose stored fingerprint differs from `current`."""
-  if not record or not record.get("fingerprint"):
-    return  # saved before fingerprints existed: config.json alone says what the run was
-  changed = differences(record["fingerprint"], current)
-  if changed:
-    raise workdir.WorkdirMismatchError(
-      f"the checkpoints in {work_dir} belong to another run (their fingerprint differs: "
-      f"{'; '.join(changed)}), so they cannot be resumed. Use a new --workdir, or undo the change"
+def check(ckpts, current: dict, work_dir: str) -> None:
+  """Refuses to resume checkpoints (a checkpoints.Checkpoints) whose stored fingerprint differs
+  from `current`; sets aside the newest one when only its record is damaged."""
+  while True:
+    recorded = [
+      (step, record["fingerprint"])
+      for step, record in ckpts.records()
+      if isinstance(record.get("fingerprint"), dict)
+    ]
+    if not recorded:
+      return  # saved before fingerprints existed: config.json alone says what the run was
+    (step, newest), older = recorded[0], sorted(recorded[1:])
+    changed = differences(newest, current)
+    if not changed:
+      return
+    witnesses = _witnesses(current, older, workdir.read_config(work_dir), newest)
+    if not witnesses:
+      raise workdir.WorkdirMismatchError(
+        f"the checkpoints in {work_dir} belong to another run (their fingerprint differs: "
+        f"{'; '.join(changed)}), so they cannot be resumed. Use a new --workdir, or undo the "
+        "change"
+      )
+    ckpts.set_aside(
+      step,
+      f"has a damaged fingerprint in {ckpts.record_path(step)} ({'; '.join(changed)}, where "
+      f"{' and '.join(witnesses)} agree with this run)",
     )
+
+
+def _witnesses(current: dict, older: list, config: dict | None, newest: dict) -> list[str]:
+  """What says that `newest` is damaged rather than another run's: config.json and the older
+  records ((step, fingerprint) pairs), when all of them agree with `current` and together cover
+  what `newest` changes. Empty when they do not."""
+  if any(differences(fingerprint_, current) for _, fingerprint_ in older):
+    return []
+  config_agrees = config is not None and not differences(
+    {**current, "config": fingerprint(config)["config"]}, current
+  )
+  if config is not None and not config_agrees:
+    return []
+  witnesses = ["config.json"] if config_agrees else []
+  if older:
+    steps = ", ".join(str(step) for step, _ in older)
+    witnesses.append(
+      f"the checkpoints at steps {steps}" if len(older) > 1 else f"the checkpoint at step {steps}"
+    )
+    return witnesses
+  # config.json holds the config only: the streams' contents and the data order it cannot vouch for
+  only_config = (
+    newest.get("streams", {}) == current["streams"]
+    and newest.get("data_order") == current["data_order"]
+  )
+  return witnesses if only_config else []

@@ -147,16 +147,21 @@ def train(trainer, config, work_dir: str, root: jax.Array, data) -> dict:
   checkpoints.check_keep(config.train.keep_checkpoints)
   workdir.check_config(config)
   workdir.prepare(work_dir)
-  held = lock.acquire_for_run(work_dir)
   try:
-    with signals.StopRequests() as stops:
-      return _train(trainer, config, work_dir, root, data, schedule, stops)
-  finally:
-    held.release()
+    held = lock.acquire_for_run(work_dir)
+    try:
+      with signals.StopRequests() as stops:
+        return _train(trainer, config, work_dir, root, data, schedule, stops)
+    finally:
+      held.release()
+  except OSError as error:  # a full disk, a read-only or deleted workdir: one line naming the file
+    last = max(checkpoints.steps_on_disk(work_dir), default=None)
+    raise workdir.io_error(error, work_dir, last) from error
 
 
 def _train(trainer, config, work_dir, root, data, schedule, stops) -> dict:
   workdir.check_resumable(work_dir, config)
+  checkpoints.check_folder(work_dir)  # history without checkpoints: refused before any write
   if hasattr(trainer, "check_resume"):
     trainer.check_resume(work_dir, config)
   os.makedirs(os.path.join(work_dir, trainer.picture_dir), exist_ok=True)
@@ -164,9 +169,11 @@ def _train(trainer, config, work_dir, root, data, schedule, stops) -> dict:
     trainer.begin(work_dir)
   state = trainer.init_state(root)
   identity = fingerprint.fingerprint(config)
+  if jax.process_index() == 0:
+    workdir.remove_stale_temporaries(work_dir)
   ckpts = checkpoints.Checkpoints(work_dir, keep=config.train.keep_checkpoints)
   try:
-    fingerprint.check(ckpts.newest_record(), identity, work_dir)
+    fingerprint.check(ckpts, identity, work_dir)
     state, start, verified = ckpts.restore_verified(state)
     if start:
       logging.info(
@@ -211,8 +218,10 @@ def _train(trainer, config, work_dir, root, data, schedule, stops) -> dict:
     )
     if start == 0:  # a case that fires before the first periodic checkpoint starts here
       parts = trace.part_digests(state)
-      ckpts.save(0, state, parts, identity)
-      trace_log.append_parts(0, parts)
+      if 0 not in ckpts.all_steps():  # else restored from it, its row already in parts.jsonl
+        ckpts.save(0, state, parts, identity)
+      if not trace_log.parts(-1, 0):
+        trace_log.append_parts(0, parts)
     data = trainer.step_data(config, root, data, start, schedule.num_steps)
     session = _Session(
       trainer, schedule, root, data, work_dir, ckpts, log, trace_log, recorder, stops
@@ -284,25 +293,20 @@ def _loop(session: _Session, state, start: int):
   return state, last_eval
 
 
-def _window_path(session: _Session, step: int) -> str:
-  return os.path.join(session.ckpts.directory, f"{step}{checkpoints.WINDOW_SUFFIX}")
-
-
 def _stop(session: _Session, state, step: int, pending, saved=False, parts=None):
   """Checkpoints the state after a SIGTERM or SIGINT and raises signals.StopRequested.
 
   Steps since the last logged row are kept with the checkpoint (their trace rows on disk,
   their metrics in S.window.npz), so the resumed run logs exactly the rows an uninterrupted
-  one would."""
+  one would. The digests of a step that is not a log step go only into the checkpoint's
+  record: trace/parts.jsonl holds log steps, as an uninterrupted run's does."""
   if pending:
     fetched = _fetch_steps(session, pending)
     if jax.process_index() == 0:
       window = {k: np.concatenate([o[k] for o in fetched]) for k in session.trainer.metric_names}
-      with open(_window_path(session, step), "wb") as f:
-        np.savez(f, first_step=pending[0][0], **window)
-  if parts is None:  # not a logged step: its digests are not on disk yet
+      session.ckpts.save_window(step, pending[0][0], window)
+  if parts is None:
     parts = trace.part_digests(state)
-    session.trace_log.append_parts(step, parts)
   if not saved:
     session.ckpts.save(step, state, parts, session.identity)
   session.ckpts.wait()
@@ -313,13 +317,13 @@ def _stop(session: _Session, state, step: int, pending, saved=False, parts=None)
 
 
 def _load_window(session: _Session, start: int) -> list:
-  """The metrics of the steps a stopped run took after its last logged row."""
-  path = _window_path(session, start)
-  if session.schedule.should_log(start) or not os.path.exists(path):
+  """The metrics of the steps a stopped run took after its last logged row (checked readable
+  when its checkpoint was restored)."""
+  stored = None if session.schedule.should_log(start) else session.ckpts.window(start)
+  if stored is None:
     return []
-  with np.load(path) as stored:
-    window = {k: stored[k] for k in session.trainer.metric_names}
-    return [(int(stored["first_step"]), window)]
+  first_step, window = stored
+  return [(first_step, {k: window[k] for k in session.trainer.metric_names})]
 
 
 def _readable(trainer, state):

@@ -5,6 +5,7 @@ WORKDIR/metrics.jsonl   one JSON object per logged step
 WORKDIR/tensorboard/    the same scalars as TensorBoard events (tensorboardX)
 """
 
+import errno
 import json
 import math
 import os
@@ -33,6 +34,11 @@ class WorkdirMismatchError(ValueError):
   pass
 
 
+class WorkdirIOError(RuntimeError):
+  """A file of the run could not be written or read (full disk, permissions, a deleted
+  --workdir), in one line naming it."""
+
+
 def flatten(tree: dict, prefix: str = "") -> dict:
   """{'a.b': value} of a nested dict."""
   flat = {}
@@ -50,6 +56,12 @@ def is_resumable(key: str) -> bool:
   return key in RESUMABLE_CHANGES or key.startswith("collapse.")
 
 
+def same_value(a, b) -> bool:
+  """a == b, where NaN equals NaN (a setting of NaN is the same setting on every run)."""
+  both_nan = isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)
+  return both_nan or a == b
+
+
 def config_differences(old: dict, new: dict) -> list[str]:
   """The keys whose values differ (or exist in only one), except resumable ones."""
   old_flat, new_flat = flatten(old), flatten(new)
@@ -57,8 +69,18 @@ def config_differences(old: dict, new: dict) -> list[str]:
   return [
     f"{key}: {old_flat.get(key, '<absent>')!r} -> {new_flat.get(key, '<absent>')!r}"
     for key in keys
-    if not is_resumable(key) and old_flat.get(key) != new_flat.get(key)
+    if not is_resumable(key) and not same_value(old_flat.get(key), new_flat.get(key))
   ]
+
+
+def read_config(workdir: str) -> dict | None:
+  """The config.json of `workdir` as a dict, or None when it is absent or damaged."""
+  try:
+    with open(os.path.join(workdir, "config.json"), "rb") as f:
+      config = json.loads(f.read().decode("utf-8"))
+  except (FileNotFoundError, ValueError):  # UnicodeDecodeError and JSONDecodeError included
+    return None
+  return config if isinstance(config, dict) else None
 
 
 def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
@@ -67,11 +89,14 @@ def check_resumable(workdir: str, config: ml_collections.ConfigDict) -> None:
   if not os.path.exists(path):
     return
   try:
-    with open(path) as f:
-      old = json.load(f)
-  except json.JSONDecodeError as error:
+    with open(path, "rb") as f:
+      old = json.loads(f.read().decode("utf-8"))
+    if not isinstance(old, dict):
+      raise ValueError(f"a JSON {type(old).__name__}, not an object")
+  except ValueError as error:  # not JSON, or not UTF-8 text at all
+    why = "not UTF-8 text" if isinstance(error, UnicodeDecodeError) else str(error)
     # The checkpoints' fingerprint still guards the run (jgen/run/fingerprint.py).
-    logging.warning("%s is damaged (%s); it will be rewritten from this run's config.", path, error)
+    logging.warning("%s is damaged (%s); it will be rewritten from this run's config.", path, why)
     return
   differences = config_differences(old, config.to_dict())
   if differences:
@@ -120,6 +145,80 @@ def prepare(workdir: str) -> None:
     raise ValueError(f"cannot create --workdir {workdir}: {error.strerror}") from None
 
 
+HISTORY_FILES = (
+  "metrics.jsonl",
+  os.path.join("trace", "steps.u32"),
+  os.path.join("trace", "parts.jsonl"),
+)
+
+
+def history(workdir: str) -> tuple[list[str], int | None]:
+  """(the history files a run has logged in `workdir`, the last step they name).
+
+  A parts row of step 0 alone is not history: a fresh run writes it before its first step.
+  """
+  files, steps = [], []
+  for name in HISTORY_FILES:
+    path = os.path.join(workdir, name)
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+      continue
+    if name.endswith(".jsonl"):
+      try:
+        logged = [row.get("step", 0) for row in jsonl.read_rows(path)]
+      except ValueError:  # damaged, but history all the same
+        logged = [None]
+      if not [step for step in logged if step != 0]:
+        continue
+      steps += [step for step in logged if isinstance(step, int)]
+    files.append(name)
+  return files, max(steps, default=None)
+
+
+def io_error(error: OSError, workdir: str, last_checkpoint: int | None) -> WorkdirIOError:
+  """`error` (raised while a run read or wrote `workdir`) as one line naming the file and the
+  fix."""
+  what = f"{error.filename or 'a file of the run'} ({error.strerror or error})"
+  if error.filename2:
+    what = f"{error.filename} -> {error.filename2} ({error.strerror or error})"
+  if not os.path.isdir(workdir):
+    return WorkdirIOError(
+      f"--workdir {workdir} was deleted or moved while the run used it ({what}): nothing more "
+      "can be saved there. Put it back and rerun the same command to resume, or rerun it to "
+      "train again from step 0"
+    )
+  rerun = (
+    f"The last good checkpoint is step {last_checkpoint}: {{fix}} and rerun the same command "
+    "to resume from it"
+    if last_checkpoint is not None
+    else "No checkpoint was saved yet: {fix} and rerun the same command to start again"
+  )
+  if error.errno in (errno.ENOSPC, errno.EDQUOT):
+    return WorkdirIOError(
+      f"cannot write {what}: the disk is full; training stopped. "
+      + rerun.format(fix="free disk space")
+    )
+  if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    return WorkdirIOError(
+      f"cannot write {what}: --workdir {workdir} is not writable. Make it writable (or copy it "
+      "to a writable place and pass that) and rerun the same command, or use another --workdir"
+    )
+  return WorkdirIOError(
+    f"cannot read or write {what}; training stopped. " + rerun.format(fix="fix the cause")
+  )
+
+
+def remove_stale_temporaries(workdir: str) -> None:
+  """Deletes the temporary files of rewrites (jsonl.replace_bytes) that a killed run left in
+  the workdir's folders. Call with the workdir's lock held: then no writer is in flight."""
+  cases = os.path.join(workdir, "cases")
+  folders = ["", "trace", "checkpoints"]
+  if os.path.isdir(cases):
+    folders += [os.path.join("cases", name) for name in sorted(os.listdir(cases))]
+  removed = [p for f in folders for p in jsonl.remove_stale_temporaries(os.path.join(workdir, f))]
+  if removed:
+    logging.info("Removed %d temporary files left by an interrupted write.", len(removed))
+
+
 def _json_safe(value):
   if isinstance(value, float) and not math.isfinite(value):
     return None
@@ -136,24 +235,52 @@ class MetricsLog:
       return
     self._drop_rows_after(resume_step)
     # tensorboardX writes event files without TensorFlow.
-    self._tensorboard = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
+    self._tensorboard_dir = os.path.join(workdir, "tensorboard")
+    self._tensorboard = tensorboardX.SummaryWriter(self._tensorboard_dir)
 
   def _drop_rows_after(self, step: int) -> None:
     """A crashed run may have logged past its last checkpoint; the resumed run
     recomputes those steps bit for bit, so their old rows are dropped, not lost."""
-    jsonl.keep_rows(self.path, lambda row: row["step"] <= step)
+    kept = jsonl.keep_rows(self.path, lambda row: row["step"] <= step)
+    if step > 0 and not kept:
+      # The checkpoint holds the state, not the rows; appending after nothing would hide that
+      # the file now begins after the rows it lost.
+      state = "holds no rows" if os.path.exists(self.path) else "is missing"
+      logging.warning(
+        "%s %s, but the run resumes from its checkpoint at step %d: the rows of the steps up to "
+        "step %d are lost from it (the state is not) and new rows follow from there. To get "
+        "them back, restore the file from a backup, or rerun the same command with "
+        "--config.train.num_steps=%d in a new --workdir (the run is deterministic).",
+        self.path,
+        state,
+        step,
+        step,
+        step,
+      )
 
   def write(self, row: dict) -> None:
     if not self._enabled:
       return
     row = {key: _json_safe(value) for key, value in row.items()}
-    with open(self.path, "a") as f:
+    with jsonl.naming(self.path), open(self.path, "a") as f:
       f.write(json.dumps(row) + "\n")
-    for key, value in row.items():
-      if isinstance(value, int | float) and not isinstance(value, bool) and key != "step":
-        self._tensorboard.add_scalar(key, value, row["step"])
-    self._tensorboard.flush()
+    with jsonl.naming(self._tensorboard_dir):
+      for key, value in row.items():
+        if isinstance(value, int | float) and not isinstance(value, bool) and key != "step":
+          self._tensorboard.add_scalar(key, value, row["step"])
+      self._tensorboard.flush()
 
   def close(self) -> None:
-    if self._enabled:
+    """Closes the TensorBoard writer; a failure to flush its last events (a full disk) is a
+    warning, which leaves the error that stopped the run, if any, the one reported."""
+    if not self._enabled:
+      return
+    try:
       self._tensorboard.close()
+    except OSError as error:
+      logging.warning(
+        "could not finish writing the TensorBoard events in %s (%s); %s holds every row.",
+        self._tensorboard_dir,
+        error.strerror or error,
+        self.path,
+      )
