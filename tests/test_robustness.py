@@ -6,7 +6,11 @@ checkpoint; a NaN after an unverified restore; a partial last line in each histo
 during a history rewrite; a second writer and a stale lock; SIGTERM and SIGINT mid-run; a
 deleted config.json with another sampler; an edited explicit index stream; keep_checkpoints 0;
 a resume to fewer steps; a failed asynchronous save; and the one-line messages of the
-commands.
+commands. Issue 18: history beside a missing, replaced or emptied checkpoints folder; a loss
+non-finite before the first row; a full disk (simulated, and a real tiny tmpfs where root can
+mount one); a damaged fingerprint; a read-only and a deleted workdir; undecodable config.json and
+metrics.jsonl; a truncated window; an emptied metrics.jsonl; parts.jsonl after resumes; NaN in
+the config; file modes; stale temporary files.
 """
 
 import json
