@@ -10,11 +10,13 @@
 set -euo pipefail
 out="${1:?usage: pilot_sampling_order.sh OUT_DIR}"
 mkdir -p "$out"
-declare -A rates=([adam]="3e-5|1e-4|3e-4" [sgd]="3e-3|1e-2|3e-2")
+# Stage 2 (sgd_low), added after stage 1 showed SGD collapsing in every seed at 3e-3 and above.
+declare -A rates=([adam]="3e-5|1e-4|3e-4" [sgd]="3e-3|1e-2|3e-2" [sgd_low]="3e-4|1e-3|2e-3")
 for n in 64 100000; do
-  for optimizer in adam sgd; do
+  for setting in adam sgd sgd_low; do
+    optimizer="${setting%_low}"
     for width in 32 64 128; do
-      name="n${n}-${optimizer}-w${width}"
+      name="n${n}-${setting}-w${width}"
       [[ -f "$out/$name/final.json" ]] && continue
       python -m jgen.main --config=configs/gan.py --workdir="$out/$name" \
         --config.seed=10000 --config.data.num_train="$n" --config.train.batch_size=8 \
@@ -24,7 +26,7 @@ for n in 64 100000; do
         --config.train.num_steps=20000 --config.train.steps_per_dispatch=500 \
         --config.train.log_every=1000 --config.train.eval_every=1000 \
         --config.train.checkpoint_every=5000 --config.population.size=24 \
-        --config.population.variants="optimizer.learning_rate=${rates[$optimizer]}" \
+        --config.population.variants="optimizer.learning_rate=${rates[$setting]}" \
         > "$out/$name.json.tmp" && mv "$out/$name.json.tmp" "$out/$name/final.json"
     done
   done
