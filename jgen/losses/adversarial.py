@@ -70,9 +70,23 @@ def gradient_penalty(
   penalty on the set, which for M = 1 is the usual WGAN-GP. `critic` maps x_SxMxD -> logits_S
   and must keep sets independent, so one gradient of the summed logits is every set's own.
   """
-  num_sets = real_SxMxD.shape[0]
-  weight_shape = (num_sets,) + (1,) * (real_SxMxD.ndim - 1)
-  alpha = jax.random.uniform(key, weight_shape, real_SxMxD.dtype)
+  return gradient_penalty_at(critic, real_SxMxD, fake_SxMxD, penalty_weights(key, real_SxMxD))
+
+
+def penalty_weights(key: jax.Array, real_SxMxD: jax.Array) -> jax.Array:
+  """The interpolation weight of each set, shaped to broadcast over it: [S, 1, ...]."""
+  weight_shape = (real_SxMxD.shape[0],) + (1,) * (real_SxMxD.ndim - 1)
+  return jax.random.uniform(key, weight_shape, real_SxMxD.dtype)
+
+
+def gradient_penalty_at(
+  critic: Callable[[jax.Array], jax.Array],
+  real_SxMxD: jax.Array,
+  fake_SxMxD: jax.Array,
+  alpha: jax.Array,
+) -> jax.Array:
+  """`gradient_penalty` with its weights drawn already: a data-parallel step draws them for the
+  whole batch, so that each device penalizes its own sets with the weights one device would."""
   x_hat = alpha * real_SxMxD + (1.0 - alpha) * fake_SxMxD
   grad = jax.grad(lambda x: jnp.sum(critic(x)))(x_hat)
   # The epsilon keeps the penalty's own gradient finite where the critic's gradient is zero.

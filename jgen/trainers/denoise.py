@@ -68,6 +68,9 @@ class Denoiser:
   metric_names: tuple
   decayed: bool  # the optimizer is chain(optimizer, cosine schedule)
   level_power: float  # training levels t = 1 - (1 - u)^level_power, u uniform
+  # Sums over devices in mesh order (config.deterministic; parallel.mean_over_devices): the
+  # loss and its gradient are per-device means averaged in that order.
+  fixed_order_sums: bool = False
 
   # What the run loop reads (jgen/run/loop.py).
   finite_metrics = ("loss",)
@@ -128,6 +131,7 @@ class Denoiser:
       network = denoisers.make_denoiser(config.model, data.sample_shape)
       metric_names = ("loss",)
     is_2d = len(data.sample_shape) == 1
+    mesh = mesh if mesh is not None else parallel.make_mesh()
     return cls(
       objective=objective,
       network=network,
@@ -154,9 +158,12 @@ class Denoiser:
       trace=config.collapse.trace and config.population.size == 1,
       population=config.population.size,
       variants=member_variants,
-      mesh=mesh if mesh is not None else parallel.make_mesh(),
+      mesh=mesh,
       metric_names=metric_names,
       decayed=config.train.lr_decay != "none",
+      fixed_order_sums=parallel.sums_in_fixed_order(
+        config.get("deterministic", False), mesh, batch_size, config.population.size
+      ),
     )
 
   @property
@@ -318,10 +325,10 @@ def train_step(den: Denoiser, state: TrainState, root: jax.Array, data):
   level = denoising.warp_levels(uniform, den.level_power)
   noise, level = _shard(den, noise), _shard(den, level)
 
-  def objective(params):
-    return objective_terms(den, params, x1, noise, level)
-
-  (_, metrics), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+  value_and_grad = jax.value_and_grad(functools.partial(objective_terms, den), has_aux=True)
+  if den.fixed_order_sums:
+    value_and_grad = functools.partial(parallel.mean_over_devices, value_and_grad, den.mesh)
+  (_, metrics), grads = value_and_grad(state.params, x1, noise, level)
   updates, opt_state = den.optimizer.update(grads, state.opt_state, state.params)
   new_state = TrainState(
     step=step + 1, params=optax.apply_updates(state.params, updates), opt_state=opt_state

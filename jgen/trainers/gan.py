@@ -75,6 +75,8 @@ class Gan:
   # Before each evaluation, this many batches of generator statistics refresh the population
   # statistics (PacGAN's training-set monitor applies its BatchNorm updates at every epoch end).
   bn_refresh_batches: int = 0
+  # Sums over devices in mesh order (config.deterministic; jgen/trainers/gan_step.py).
+  fixed_order_sums: bool = False
 
   # What the run loop reads (jgen/run/loop.py).
   metric_names = METRIC_NAMES
@@ -137,6 +139,8 @@ class Gan:
         f"{data.name} is read on the host, one batch per step: populations need the data on "
         "the device; raise data.device_bytes_limit if it fits, or set population.size=1"
       )
+    mesh = mesh if mesh is not None else parallel.make_mesh()
+    num_sets = batch_size if packing == "packs" else batch_size // set_size
     if is_2d:
       generator = models.make_generator(config.model, data_dim=2)
       discriminator = models.make_discriminator(config.model)
@@ -162,11 +166,14 @@ class Gan:
       trace=config.collapse.trace and config.population.size == 1,
       population=config.population.size,
       variants=member_variants,
-      mesh=mesh if mesh is not None else parallel.make_mesh(),
+      mesh=mesh,
       packing=packing,
       update_rule=update_rule,
       g_batch_norm=g_batch_norm,
       bn_refresh_batches=bn_refresh_batches,
+      fixed_order_sums=parallel.sums_in_fixed_order(
+        config.get("deterministic", False), mesh, num_sets, config.population.size
+      ),
     )
 
   @property
@@ -190,9 +197,10 @@ class Gan:
     else:
       batch = f"batch {self.batch_size} in sets of {self.set_size}"
     rule = ", simultaneous updates" if self.update_rule == "simultaneous" else ""
+    order = ", sums over devices in mesh order" if self.fixed_order_sums else ""
     return (
       f"Training {type(self.discriminator).__name__} GAN on {self.data.name}: {batch}{rule}, "
-      f"{self.mesh.size} device(s)"
+      f"{self.mesh.size} device(s){order}"
     )
 
   def begin(self, work_dir: str) -> None:

@@ -3,6 +3,13 @@ either rule, the real and fake batches and how they are grouped into sets or pac
 
 Everything here is jitted inside the run loop's chunk (jgen/trainers/gan.py builds `gan`, the
 frozen spec these functions read); all randomness is `fold_in(root, stream, step)`.
+
+Over several devices with `gan.fixed_order_sums` (config.deterministic), every sum over the
+devices goes in mesh order (jgen/core/parallel.py): D's loss, logits and gradients are
+per-device means averaged in that order, G's gradient the per-device vjps added in that order,
+G's loss likewise; a BatchNorm generator, whose batch statistics couple every sample, runs
+whole on every device. Moving samples between devices (sets drawn across the batch) copies and
+adds nothing. So 2 processes x 2 devices and 1 process x 4 compute the same bits.
 """
 
 import functools
@@ -80,14 +87,25 @@ def generator_forward(gan, g_params, z):
   do not change between them, so recomputing it would be waste.
   """
   if not gan.g_batch_norm:
+    if gan.fixed_order_sums:
+      batch_axis = 1 if gan.packing == "packs" else 0  # packs: z is [slot, pack, z_dim]
+      fake, generator_vjp = parallel.vjp_per_device(
+        gan.generator.apply, gan.mesh, g_params, z, batch_axis
+      )
+      return fake, generator_vjp, None
     fake, generator_vjp = jax.vjp(lambda g_params: gan.generator.apply(g_params, z), g_params)
     return fake, generator_vjp, None
+  whole = functools.partial(parallel.replicate, mesh=gan.mesh) if gan.fixed_order_sums else None
 
   def forward(trainable):
     fake, updates = gan.generator.apply(
-      {**trainable, "batch_stats": g_params["batch_stats"]}, z, train=True, mutable=["batch_stats"]
+      {**trainable, "batch_stats": g_params["batch_stats"]},
+      z if whole is None else whole(z),
+      train=True,
+      mutable=["batch_stats"],
     )
-    return fake, updates["batch_stats"]
+    # Replicated on the way back too: the constraint's transpose holds G's cotangent whole.
+    return fake if whole is None else whole(fake), updates["batch_stats"]
 
   return jax.vjp(forward, g_trainable(g_params), has_aux=True)
 
@@ -121,18 +139,23 @@ def train_step(gan, state: TrainState, root: jax.Array, data):
   real_sets = real if gan.packing == "packs" else to_sets(gan, real, real_order)
   fake_sets = fakes_to_sets(gan, fake, fake_order)
 
-  def d_objective(d_params):
+  def d_objective(d_params, real_sets, fake_sets, alpha):
     both = jnp.concatenate([real_sets, jax.lax.stop_gradient(fake_sets)])
     real_logits, fake_logits = jnp.split(gan.discriminator.apply(d_params, both), 2)
     loss = gan.loss.discriminator(real_logits, fake_logits)
     if gan.loss.uses_gradient_penalty:
       critic = functools.partial(gan.discriminator.apply, d_params)
-      penalty_key = rng.step_key(root, rng.Stream.PENALTY, step)
-      loss += gan.gp_weight * losses.gradient_penalty(critic, real_sets, fake_sets, penalty_key)
+      loss += gan.gp_weight * losses.gradient_penalty_at(critic, real_sets, fake_sets, alpha)
     return loss, (real_logits.mean(), fake_logits.mean())
 
-  (d_loss, (d_real, d_fake)), d_grads = jax.value_and_grad(d_objective, has_aux=True)(
-    state.d_params
+  alpha = None
+  if gan.loss.uses_gradient_penalty:  # drawn for the whole batch, however it is split
+    alpha = losses.penalty_weights(rng.step_key(root, rng.Stream.PENALTY, step), real_sets)
+  d_value_and_grad = jax.value_and_grad(d_objective, has_aux=True)
+  if gan.fixed_order_sums:
+    d_value_and_grad = functools.partial(parallel.mean_over_devices, d_value_and_grad, gan.mesh)
+  (d_loss, (d_real, d_fake)), d_grads = d_value_and_grad(
+    state.d_params, real_sets, fake_sets, alpha
   )
   d_updates, d_opt_state = gan.d_optimizer.update(d_grads, state.d_opt_state, state.d_params)
   d_params = optax.apply_updates(state.d_params, d_updates)
@@ -140,12 +163,18 @@ def train_step(gan, state: TrainState, root: jax.Array, data):
   # the same D as D's own, so neither player sees the other's step.
   g_sees = state.d_params if gan.update_rule == "simultaneous" else d_params
 
-  def g_objective(fake_Bx2):
-    return gan.loss.generator(
-      gan.discriminator.apply(g_sees, fakes_to_sets(gan, fake_Bx2, fake_order))
-    )
+  def g_logits(fake_Bx2):
+    return gan.discriminator.apply(g_sees, fakes_to_sets(gan, fake_Bx2, fake_order))
 
-  g_loss, fake_grad = jax.value_and_grad(g_objective)(fake)
+  if gan.fixed_order_sums:
+    # The loss's gradient per logit is elementwise; only its value is a sum over devices.
+    logits, logits_vjp = jax.vjp(g_logits, fake)
+    (fake_grad,) = logits_vjp(jax.grad(gan.loss.generator)(logits))
+    g_loss = parallel.mean_over_devices(
+      lambda _, logits: gan.loss.generator(logits), gan.mesh, (), logits
+    )
+  else:
+    g_loss, fake_grad = jax.value_and_grad(lambda fake: gan.loss.generator(g_logits(fake)))(fake)
   (g_grads,) = generator_vjp(fake_grad)
   if gan.g_batch_norm:
     trainable = g_trainable(state.g_params)
