@@ -1,21 +1,8 @@
 """The one host loop every trainer runs on.
 
-A trainer (jgen/trainers/*.py) supplies only what is its own, as attributes and methods of
-its spec object:
-
-  metric_names, finite_metrics   per-step metrics averaged into each logged row, and those
-                                 that stop the run when one is NaN or inf
-  population, state_sharding     members trained in one program; how the state is placed
-                                 (None: a plain single-device jit)
-  step_by_step, unroll           dispatch: one jitted step per dispatch (convolutions on
-                                 XLA:CPU), or a scanned chunk, rolled or unrolled
-  trace, traced_parts            per-step digests the step returns as metrics["trace"]
-  non_finite_hint                what to change when a loss goes non-finite
-  init_state(root), step(state, root, data)   the train state and the pure update
-  step_data(config, root, data, start, end)   what the steps read (device data or host batches)
-  evaluate(state, root, data) -> (samples, row); picture(path, samples, title, row)
-  describe(), progress_text(row), curves
-and optionally begin(work_dir), check_resume(work_dir, config), finalize(...).
+A trainer (jgen/trainers/*.py) supplies only what is its own: the members of
+jgen/run/interface.py's `Trainer` protocol (its state, pure step, evaluation, sampler, picture
+and a few declared facts), optional ones defaulted by `TrainerDefaults`.
 
 The loop does the rest, the same way for every trainer: take the workdir's lock; refuse a
 changed config or fingerprint, or resume from the newest checkpoint that passes its digests
@@ -39,6 +26,7 @@ from jgen.collapse import recorder as recorder_lib
 from jgen.collapse import trace
 from jgen.core import environment, jsonl, parallel
 from jgen.run import checkpoints, fingerprint, lock, signals, workdir
+from jgen.run.interface import Trainer
 from jgen.run.schedule import Progress, Schedule, format_seconds
 from jgen.viz import plots
 
@@ -124,7 +112,7 @@ def first_non_finite(stacked: dict, names, first_step: int) -> tuple[int, dict] 
 class _Session:
   """The pieces of one training session that the loop drives."""
 
-  trainer: object
+  trainer: Trainer
   schedule: Schedule
   root: jax.Array
   data: object
@@ -138,7 +126,7 @@ class _Session:
   verified: bool = True  # the restored checkpoint (if any) matched its recorded digests
 
 
-def train(trainer, config, work_dir: str, root: jax.Array, data) -> dict:
+def train(trainer: Trainer, config, work_dir: str, root: jax.Array, data) -> dict:
   """Trains `trainer` in `work_dir` (resuming from its newest checkpoint); the final row.
 
   Raises signals.StopRequested after checkpointing when SIGTERM or SIGINT arrives.
@@ -162,11 +150,9 @@ def train(trainer, config, work_dir: str, root: jax.Array, data) -> dict:
 def _train(trainer, config, work_dir, root, data, schedule, stops) -> dict:
   workdir.check_resumable(work_dir, config)
   checkpoints.check_folder(work_dir)  # history without checkpoints: refused before any write
-  if hasattr(trainer, "check_resume"):
-    trainer.check_resume(work_dir, config)
+  trainer.check_resume(work_dir, config)
   os.makedirs(os.path.join(work_dir, trainer.picture_dir), exist_ok=True)
-  if hasattr(trainer, "begin"):
-    trainer.begin(work_dir)
+  trainer.begin(work_dir)
   state = trainer.init_state(root)
   identity = fingerprint.fingerprint(config)
   if jax.process_index() == 0:
@@ -235,8 +221,7 @@ def _train(trainer, config, work_dir, root, data, schedule, stops) -> dict:
     ckpts.close(raise_errors=False)  # the error in flight is the one to report
     raise
   ckpts.close()
-  if hasattr(trainer, "finalize"):
-    final_row = trainer.finalize(state, root, data, work_dir, config, final_row)
+  final_row = trainer.finalize(state, root, data, work_dir, config, final_row)
   if jax.process_index() == 0:
     plots.metric_curves(
       os.path.join(work_dir, "metrics.png"),

@@ -1,8 +1,9 @@
 """Trainers, one module per kind of training, chosen by `config.trainer`.
 
 A trainer module has `build(config) -> (trainer, root, data)` and
-`train_and_evaluate(config, workdir)`; its trainer object supplies what is its own (the
-state, the pure step, evaluation, picture) to the one run loop in jgen/run/loop.py.
+`train_and_evaluate(config, workdir)`; its trainer object implements jgen/run/interface.py's
+`Trainer` (subclassing `TrainerDefaults` for the optional members) for the one run loop in
+jgen/run/loop.py.
 Trainers import run, datasets, models, losses, evals and core; nothing below them imports a
 trainer (collapse replay, studies and commands sit above).
 """

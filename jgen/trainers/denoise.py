@@ -34,6 +34,7 @@ from jgen.data import samplers
 from jgen.losses import denoising
 from jgen.models import denoisers
 from jgen.run import loop, variants
+from jgen.run.interface import TrainerDefaults
 
 
 @flax.struct.dataclass
@@ -43,8 +44,9 @@ class TrainState:
   opt_state: Any
 
 
-@dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: a static jit argument
-class Denoiser:
+# Hashed by identity: a static jit argument. kw_only: see jgen/run/interface.py.
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class Denoiser(TrainerDefaults):
   """Everything about a run that is fixed: objective, network, optimizer, data and its order."""
 
   objective: str
@@ -72,11 +74,9 @@ class Denoiser:
   # loss and its gradient are per-device means averaged in that order.
   fixed_order_sums: bool = False
 
-  # What the run loop reads (jgen/run/loop.py).
+  # What the run loop reads besides the fields above (jgen/run/interface.py's Trainer).
   finite_metrics = ("loss",)
   traced_parts = ("params",)
-  unroll = 1
-  picture_dir = "samples"
   non_finite_hint = "lower optimizer.learning_rate"
 
   @classmethod

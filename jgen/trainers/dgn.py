@@ -30,6 +30,7 @@ from jgen.evals import latents as latents_eval
 from jgen.losses import reconstruction
 from jgen.models.dgn import DgnGenerator
 from jgen.run import loop
+from jgen.run.interface import TrainerDefaults
 from jgen.viz import imgrid
 
 METRIC_NAMES = ("loss", "batch_psnr")
@@ -60,7 +61,7 @@ def training_images(config: ml_collections.ConfigDict) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: a static jit argument
-class Dgn:
+class Dgn(TrainerDefaults):
   generator: DgnGenerator
   loss: reconstruction.ReconstructionLoss
   g_optimizer: optax.GradientTransformation
@@ -74,19 +75,13 @@ class Dgn:
   image_shape: tuple
   exact_psnr: float
 
-  # What the run loop reads (jgen/run/loop.py).
+  # What the run loop reads besides the fields above (jgen/run/interface.py's Trainer).
   metric_names = METRIC_NAMES
   # batch_psnr is +inf for an exact batch: only the loss says the run went wrong.
   finite_metrics = ("loss",)
-  population = 1
-  state_sharding = None
-  # Unrolled: XLA:CPU runs a convolution inside a while loop (a rolled scan) about 60 times
-  # slower (measured 290 vs 4 ms per step here), so conv trainers unroll small chunks.
-  step_by_step = False
+  # Unrolled: XLA:CPU runs a convolution inside a while loop (a rolled scan) many times slower
+  # (measured: jgen/run/loop.py's docstring), so conv trainers unroll small chunks.
   unroll = True
-  trace = False
-  traced_parts = ()
-  picture_dir = "samples"
   curves = ("recon_psnr_mean", "exact_fraction", "loss", "sharpness_ratio")
   non_finite_hint = (
     "lower the learning rates (optimizer.learning_rate, latent.optimizer.learning_rate)"
@@ -156,9 +151,6 @@ class Dgn:
 
   def step(self, state: "TrainState", root: jax.Array, data):
     return train_step(self, state, root, data)
-
-  def step_data(self, config, root, data, start: int, end: int):
-    return data
 
   def evaluate(self, state: "TrainState", root: jax.Array, data):
     recon, row = evaluate(self, state, data)

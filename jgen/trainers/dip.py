@@ -29,6 +29,7 @@ from jgen.evals import fidelity
 from jgen.losses import inverse
 from jgen.models.dip import SkipNet
 from jgen.run import loop
+from jgen.run.interface import TrainerDefaults
 from jgen.viz import imgrid
 
 PHOTOS = ("china", "flower")  # sklearn.datasets.load_sample_image ships these two
@@ -67,7 +68,7 @@ def load_clean_image(config: ml_collections.ConfigDict) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: a static jit argument
-class Dip:
+class Dip(TrainerDefaults):
   net: SkipNet
   optimizer: optax.GradientTransformation
   operator: inverse.Operator
@@ -79,15 +80,10 @@ class Dip:
   clean: jax.Array  # x [1, H, W, C], what psnr measures against
   observed: jax.Array  # y = A x + n, what the net is fit to
 
-  # What the run loop reads (jgen/run/loop.py).
+  # What the run loop reads besides the fields above (jgen/run/interface.py's Trainer).
   metric_names = ("loss",)
   finite_metrics = ("loss",)
-  population = 1
-  state_sharding = None
-  step_by_step = False
-  unroll = True  # XLA:CPU runs convs inside a rolled scan ~60x slower (trainers/dgn.py)
-  trace = False
-  traced_parts = ()
+  unroll = True  # XLA:CPU runs convs inside a rolled scan slower (jgen/run/loop.py)
   picture_dir = "images"
   curves = ("psnr", "psnr_input", "loss")
   non_finite_hint = "lower optimizer.learning_rate"
@@ -117,9 +113,6 @@ class Dip:
   def step(self, state: "TrainState", root: jax.Array, data):
     z, observed = data
     return train_step(self, state, root, z, observed)
-
-  def step_data(self, config, root, data, start: int, end: int):
-    return data
 
   def evaluate(self, state: "TrainState", root: jax.Array, data):
     image = output(self, state.params, data[0])

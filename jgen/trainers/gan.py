@@ -36,6 +36,7 @@ from jgen.core import parallel, registry, rng
 from jgen.data import samplers
 from jgen.losses import adversarial as losses
 from jgen.run import loop, variants
+from jgen.run.interface import TrainerDefaults
 from jgen.trainers import gan_step
 from jgen.trainers.gan_step import METRIC_NAMES, TrainState
 
@@ -43,8 +44,9 @@ PACKINGS = ("grouped", "packs")
 UPDATE_RULES = ("alternating", "simultaneous")
 
 
-@dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: a static jit argument
-class Gan:
+# Hashed by identity: a static jit argument. kw_only: see jgen/run/interface.py.
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class Gan(TrainerDefaults):
   """Everything about a run that is fixed: models, optimizers, loss, data and its order."""
 
   generator: nn.Module
@@ -78,12 +80,10 @@ class Gan:
   # Sums over devices in mesh order (config.deterministic; jgen/trainers/gan_step.py).
   fixed_order_sums: bool = False
 
-  # What the run loop reads (jgen/run/loop.py).
+  # What the run loop reads besides the fields above (jgen/run/interface.py's Trainer).
   metric_names = METRIC_NAMES
   finite_metrics = METRIC_NAMES
   traced_parts = ("g_params", "d_params")
-  unroll = 1
-  picture_dir = "samples"
   non_finite_hint = "lower the learning rate or change the loss"
 
   @classmethod

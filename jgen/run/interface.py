@@ -1,0 +1,107 @@
+"""What a trainer supplies to the run loop, declared once.
+
+`Trainer` is the whole interface jgen/run/loop.py (and replays, studies, evaluators) read from
+a trainer object; `TrainerDefaults` is a base holding the defaults of the optional members, so
+a trainer declares only what it uses. The trainers (jgen/trainers/*.py) subclass
+TrainerDefaults; a frozen dataclass that subclasses it is declared `kw_only=True`, because a
+field whose name has a default here (`population`, `step_by_step`, `trace`) would otherwise
+count as defaulted and every later field would have to be too.
+"""
+
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import jax
+
+State = Any  # a trainer's train state: a pytree whose `step` is an int32 scalar
+
+
+@runtime_checkable
+class Trainer(Protocol):
+  """A trainer object: frozen, hashed by identity (a static jit argument)."""
+
+  # Per-step metrics averaged into each logged row, and those that stop the run when one is
+  # NaN or inf.
+  metric_names: tuple[str, ...]
+  finite_metrics: tuple[str, ...]
+  # Members trained in one program (vmap over a leading axis; 1 = a plain run), and how the
+  # state is placed (None: a plain single-device jit).
+  population: int
+  state_sharding: jax.sharding.Sharding | None
+  # Dispatch: one jitted step per dispatch, or a scanned chunk, rolled (unroll=1) or unrolled
+  # (True): XLA:CPU runs convolutions inside a rolled scan slowly (jgen/run/loop.py).
+  step_by_step: bool
+  unroll: int | bool
+  # Per-step digests the step returns as metrics["trace"], and the state's parts they cover.
+  trace: bool
+  traced_parts: tuple[str, ...]
+  picture_dir: str  # WORKDIR/<picture_dir>/step_N.png
+  curves: tuple[str, ...]  # what metrics.png draws
+  non_finite_hint: str  # what to change when a loss goes non-finite
+
+  def init_state(self, root: jax.Array) -> State:
+    """The state at step 0, from the run's root key(s)."""
+
+  def step(self, state: State, root: jax.Array, data) -> tuple[State, dict]:
+    """The pure update of every member; `data` is what step_data returned."""
+
+  def step_data(self, config, root: jax.Array, data, start: int, end: int):
+    """What steps (start, end] read: the device data, or the host's batches of those steps."""
+
+  def evaluate(self, state: State, root: jax.Array, data) -> tuple[Any, dict]:
+    """(what picture draws, the evaluation row); a population's row holds lists."""
+
+  def sample(self, state: State, key: jax.Array, num_samples: int):
+    """`num_samples` samples [n, ...] ([P, n, ...] for a population; `key` then one per
+    member): every random draw derives from `key`, which is a root key (the streams of
+    jgen/core/rng.py are folded into it). Evaluation passes the run's root, so evaluators see
+    the samples the rows were computed from."""
+
+  def picture(self, path: str, samples, title: str, row: dict | None) -> None: ...
+
+  def describe(self) -> str: ...
+
+  def progress_text(self, row: dict) -> str: ...
+
+  def begin(self, work_dir: str) -> None:
+    """Before the first step of a session (warnings, fixed pictures)."""
+
+  def check_resume(self, work_dir: str, config) -> None:
+    """Raises if the workdir cannot be resumed by this trainer."""
+
+  def finalize(self, state: State, root, data, work_dir: str, config, final_row: dict) -> dict:
+    """The final row, with whatever the trainer adds after training."""
+
+
+class TrainerDefaults:
+  """The defaults of the optional members of Trainer; trainers subclass it."""
+
+  population: ClassVar[int] = 1
+  state_sharding: ClassVar[Any] = None
+  step_by_step: ClassVar[bool] = False
+  unroll: ClassVar[int | bool] = 1
+  trace: ClassVar[bool] = False
+  traced_parts: ClassVar[tuple] = ()
+  picture_dir: ClassVar[str] = "samples"
+  curves: ClassVar[tuple] = ()
+  non_finite_hint: ClassVar[str] = "lower the learning rate"
+
+  def step_data(self, config, root, data, start: int, end: int):
+    del config, root, start, end
+    return data
+
+  def sample(self, state, key, num_samples: int):
+    del state, key, num_samples
+    raise NotImplementedError(
+      f"{type(self).__name__} has no sampler: it does not draw new samples from a prior, so "
+      "no sample-based evaluator can score it"
+    )
+
+  def begin(self, work_dir: str) -> None:
+    del work_dir
+
+  def check_resume(self, work_dir: str, config) -> None:
+    del work_dir, config
+
+  def finalize(self, state, root, data, work_dir: str, config, final_row: dict) -> dict:
+    del state, root, data, work_dir, config
+    return final_row
