@@ -208,6 +208,10 @@ class Denoiser(TrainerDefaults):
   def evaluate(self, state: TrainState, root: jax.Array, data=None):
     return evaluate(self, state, root)
 
+  def sample(self, state: TrainState, key: jax.Array, num_samples: int) -> np.ndarray:
+    """The sampler run from noise of key's EVAL stream (jgen/run/interface.py)."""
+    return generate(self, state.params, key, num_samples)
+
   def picture(self, path: str, samples, title: str, row: dict | None) -> None:
     self.data.picture(path, samples, title, row)
 
@@ -350,13 +354,13 @@ def generate_from(den: Denoiser, params, noise: jax.Array, key: jax.Array) -> ja
   return from_model(den, x)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _eval_noise(den: Denoiser, root: jax.Array):
-  def one(root):
-    shape = (den.eval_samples, *den.data.sample_shape)
-    return jax.random.normal(rng.stream_key(root, rng.Stream.EVAL), shape)
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _eval_noise(den: Denoiser, key: jax.Array, num_samples: int):
+  def one(key):
+    shape = (num_samples, *den.data.sample_shape)
+    return jax.random.normal(rng.stream_key(key, rng.Stream.EVAL), shape)
 
-  return _per_member(den, one)(root)
+  return _per_member(den, one)(key)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
@@ -368,17 +372,16 @@ def _generate_chunk(den: Denoiser, params, noise, root, chunk: int):
   return _per_member(den, one)(params, noise, root)
 
 
-def generate(den: Denoiser, params, root: jax.Array) -> np.ndarray:
-  """`eval.num_samples` samples from the run's fixed evaluation noise, in chunks of
-  `eval.sample_batch` (the memory of an image sampler grows with the chunk)."""
-  noise = _eval_noise(den, root)
+def generate(den: Denoiser, params, key: jax.Array, num_samples: int) -> np.ndarray:
+  """`num_samples` samples from key's evaluation noise (given the run's root, the same at
+  every evaluation), in chunks of `eval.sample_batch` (the memory of an image sampler grows
+  with the chunk)."""
+  noise = _eval_noise(den, key, num_samples)
   axis = 0 if den.population == 1 else 1
   chunks = []
-  for chunk, first in enumerate(range(0, den.eval_samples, den.eval_batch)):
-    part = jax.lax.slice_in_dim(
-      noise, first, min(first + den.eval_batch, den.eval_samples), axis=axis
-    )
-    chunks.append(np.asarray(_generate_chunk(den, params, part, root, chunk)))
+  for chunk, first in enumerate(range(0, num_samples, den.eval_batch)):
+    part = jax.lax.slice_in_dim(noise, first, min(first + den.eval_batch, num_samples), axis=axis)
+    chunks.append(np.asarray(_generate_chunk(den, params, part, key, chunk)))
   return np.concatenate(chunks, axis=axis)
 
 
@@ -386,7 +389,7 @@ def evaluate(den: Denoiser, state: TrainState, root: jax.Array) -> tuple[np.ndar
   """Samples and the dataset's evaluation of them, with the sampling cost: evaluations per
   sample, evaluations in all (samples x per sample) and the seconds sampling took."""
   started = time.perf_counter()
-  samples = generate(den, state.params, root)
+  samples = den.sample(state, root, den.eval_samples)
   seconds = time.perf_counter() - started
   cost = {
     "evaluations_per_sample": den.evaluations_per_sample(),

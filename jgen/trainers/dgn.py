@@ -156,6 +156,11 @@ class Dgn(TrainerDefaults):
     recon, row = evaluate(self, state, data)
     return (np.asarray(data), recon), row
 
+  def sample(self, state: "TrainState", key: jax.Array, num_samples: int) -> np.ndarray:
+    """G(z), z drawn (from key's EVAL stream) from a Gaussian fitted to the learned codes
+    (jgen/run/interface.py); final_extras also draws from a fitted mixture."""
+    return np.asarray(sample_fitted_gaussian(self, state.g_params, state.latents, key, num_samples))
+
   def picture(self, path: str, samples, title: str, row: dict | None) -> None:
     data, recon = samples
     count = min(16, len(data))
@@ -247,6 +252,18 @@ def train_step(dgn: Dgn, state: TrainState, root: jax.Array, data: jax.Array):
 def reconstruct(dgn: Dgn, g_params, latents) -> jax.Array:
   """G(z_i) for every code, clipped to the image range [0, 1]."""
   return jnp.clip(dgn.decode(g_params, latents), 0.0, 1.0)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def sample_fitted_gaussian(dgn: Dgn, g_params, latents, key: jax.Array, num_samples: int):
+  """G(z), z ~ N(mean, covariance) of the codes (the covariance regularized as
+  latents_eval.fit_and_sample's), projected as the codes are; clipped to [0, 1]."""
+  mean = latents.mean(axis=0)
+  centered = latents - mean
+  covariance = centered.T @ centered / max(len(latents) - 1, 1)
+  chol = jnp.linalg.cholesky(covariance + 1e-5 * jnp.eye(dgn.z_dim))
+  noise = jax.random.normal(rng.stream_key(key, rng.Stream.EVAL), (num_samples, dgn.z_dim))
+  return jnp.clip(dgn.decode(g_params, dgn.constrain(mean + noise @ chol.T)), 0.0, 1.0)
 
 
 def evaluate(dgn: Dgn, state: TrainState, data) -> tuple[np.ndarray, dict]:

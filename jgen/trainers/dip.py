@@ -119,6 +119,13 @@ class Dip(TrainerDefaults):
     psnr = float(fidelity.psnr(image, self.clean)[0])
     return np.asarray(image[0]), {"psnr": psnr, "psnr_input": self.psnr_input}
 
+  def sample(self, state: "TrainState", key: jax.Array, num_samples: int):
+    raise NotImplementedError(
+      "Deep Image Prior fits one image from one fixed input: it has no prior to draw new "
+      "samples from, so sample-based evaluators do not apply (its rows score the one image: "
+      "psnr, best_psnr)"
+    )
+
   def picture(self, path: str, samples, title: str, row: dict | None) -> None:
     imgrid.save_image(path, samples)
 

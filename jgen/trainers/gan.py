@@ -226,6 +226,10 @@ class Gan(TrainerDefaults):
   def evaluate(self, state: "TrainState", root: jax.Array, data=None):
     return evaluate(self, state, root)
 
+  def sample(self, state: "TrainState", key: jax.Array, num_samples: int) -> np.ndarray:
+    """G(z) for `num_samples` z from key's EVAL stream (jgen/run/interface.py)."""
+    return np.asarray(jax.device_get(_generate(self, state.g_params, key, num_samples)))
+
   def picture(self, path: str, samples, title: str, row: dict | None) -> None:
     self.data.picture(path, samples, title, row)
 
@@ -313,17 +317,17 @@ def _init_state(gan: Gan, root: jax.Array) -> TrainState:
   )
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _generate(gan: Gan, g_params, root: jax.Array):
-  def one(g_params, root):
-    # The same z at every evaluation, so curves show G changing, not z noise.
-    z = jax.random.normal(rng.stream_key(root, rng.Stream.EVAL), (gan.eval_samples, gan.z_dim))
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _generate(gan: Gan, g_params, key: jax.Array, num_samples: int):
+  def one(g_params, key):
+    # Given the run's root, the same z at every evaluation: curves show G changing, not z noise.
+    z = jax.random.normal(rng.stream_key(key, rng.Stream.EVAL), (num_samples, gan.z_dim))
     if gan.g_batch_norm:  # population statistics, never the evaluation batch's own
-      stats = gan_step.refreshed_batch_stats(gan, g_params, root)
+      stats = gan_step.refreshed_batch_stats(gan, g_params, key)
       return gan.generator.apply({**g_params, "batch_stats": stats}, z, train=False)
     return gan.generator.apply(g_params, z)
 
-  return _per_member(gan, one)(g_params, root)
+  return _per_member(gan, one)(g_params, key)
 
 
 def evaluate(gan: Gan, state: TrainState, root: jax.Array) -> tuple[np.ndarray, dict]:
@@ -331,7 +335,7 @@ def evaluate(gan: Gan, state: TrainState, root: jax.Array) -> tuple[np.ndarray, 
 
   For a population, samples are [P, n, ...] and each metric is a list over members.
   """
-  samples = np.asarray(jax.device_get(_generate(gan, state.g_params, root)))
+  samples = gan.sample(state, root, gan.eval_samples)
   if gan.population == 1:
     return samples, gan.data.evaluate(samples, gan.eval_config)
   rows = [gan.data.evaluate(member, gan.eval_config) for member in samples]
