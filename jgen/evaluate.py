@@ -58,7 +58,9 @@ def main() -> None:
   row, samples = from_files.evaluate_file(FLAGS.data, FLAGS.samples, FLAGS.inception_weights, _note)
   print(json.dumps(row, allow_nan=False), flush=True)
   if FLAGS.plot:
-    from_files.write_plot(FLAGS.plot, FLAGS.data, samples, os.path.basename(FLAGS.samples), row)
+    from jgen.viz import plots  # matplotlib only when a plot is asked for: it is slow to import
+
+    plots.evaluation_plot(FLAGS.plot, FLAGS.data, samples, os.path.basename(FLAGS.samples), row)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ r"""Replays a collapse case bit for bit, or branches from it with another config
 Prints `verified N steps` and exits 0, or names the first step and part that differ and
 exits 1. A case recorded on another platform or with other library versions is refused
 (exit 2) unless --allow_mismatch, which reports the first divergence instead of failing.
-The library is jgen/collapse/replay.py.
+The library is jgen/replays/.
 """
 
 import difflib
@@ -18,9 +18,10 @@ import re
 
 from absl import flags
 
-from jgen.collapse import counterfactual, recorder, replay
+from jgen.collapse import recorder
 from jgen.core import cli, parallel
 from jgen.core import config as config_lib
+from jgen.replays import counterfactual, replay
 from jgen.run import workdir
 
 

@@ -4,8 +4,9 @@ compared with the case's checkpoint."""
 import jax
 import numpy as np
 
-from jgen.collapse import recorder, replay
+from jgen.collapse import recorder
 from jgen.core import rng
+from jgen.replays import replay
 from jgen.run import checkpoints
 from jgen.trainers import gan as gan_trainer
 

@@ -13,11 +13,12 @@ import replay_helpers
 from conftest import tiny_config
 
 from configs import gan
-from jgen.collapse import counterfactual, recorder, replay
 from jgen.collapse import detectors as collapse
+from jgen.collapse import recorder
 from jgen.core import rng
 from jgen.data import mixtures
 from jgen.evals import diversity, modes
+from jgen.replays import counterfactual, replay
 from jgen.run import checkpoints, loop
 from jgen.trainers import gan as gan_trainer
 from jgen.trainers import gan_step

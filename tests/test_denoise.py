@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 from configs import dflow, flow
-from jgen.collapse import recorder, replay, trace
+from jgen.collapse import recorder
 from jgen.core import jsonl, rng
 from jgen.data import samplers
 from jgen.losses import denoising
 from jgen.models import denoisers
-from jgen.run import loop, workdir
+from jgen.replays import replay
+from jgen.run import loop, trace, workdir
 from jgen.trainers import denoise
 
 

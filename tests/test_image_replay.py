@@ -14,7 +14,8 @@ import pytest
 import replay_helpers
 
 from configs import stacked_digits_setd
-from jgen.collapse import counterfactual, recorder, replay
+from jgen.collapse import recorder
+from jgen.replays import counterfactual, replay
 from jgen.trainers import gan as gan_trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,5 +1,6 @@
-"""The house's rules, read from the code's imports (ast): no import cycle, nothing below a
-trainer imports a trainer, nothing imports a command, no private name crosses a module.
+"""The house's rules, read from the code's imports (ast): no import cycle, between modules or
+between folders (no folder imports a folder that imports it back), nothing below a trainer
+imports a trainer, nothing imports a command, no private name crosses a module.
 
 Run as a script for the report a reader wants (modules by size, layers, any violation):
 
@@ -26,7 +27,7 @@ COMMANDS = {
   "jgen.inception_weights",
 }
 # Modules that sit above the trainers: they build trainers by name.
-ABOVE_TRAINERS = ("jgen.collapse.replay", "jgen.studies")
+ABOVE_TRAINERS = ("jgen.replays", "jgen.studies")
 
 
 def module_name(path: pathlib.Path) -> str:
@@ -118,6 +119,21 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
   return found
 
 
+def folder_of(name: str) -> str:
+  """The folder a module lives in: jgen.run.loop -> jgen.run; a top-level module (a command,
+  jgen itself) is its own."""
+  return ".".join(name.split(".")[:2])
+
+
+def folder_graph(edges: dict[str, set[str]]) -> dict[str, set[str]]:
+  """Folder -> the other folders its modules import."""
+  folders: dict[str, set[str]] = {}
+  for source, targets in edges.items():
+    here = folder_of(source)
+    folders.setdefault(here, set()).update(folder_of(t) for t in targets if folder_of(t) != here)
+  return folders
+
+
 def is_trainer(name: str) -> bool:
   return name.startswith("jgen.trainers.") and name != "jgen.trainers"
 
@@ -147,6 +163,33 @@ def command_imports(edges: dict[str, set[str]]) -> list[str]:
 
 def test_no_import_cycle():
   assert cycles(graph()) == []
+
+
+def test_no_folder_imports_a_folder_that_imports_it_back():
+  assert cycles(folder_graph(graph())) == []
+
+
+def test_the_folder_check_finds_a_cycle_through_modules_that_form_none():
+  # run.loop -> collapse.recorder and collapse.replay -> run.checkpoints: no module cycle,
+  # but the folders run and collapse import each other.
+  edges = {
+    "jgen.run.loop": {"jgen.collapse.recorder", "jgen.run.checkpoints"},
+    "jgen.collapse.recorder": set(),
+    "jgen.collapse.replay": {"jgen.run.checkpoints"},
+    "jgen.run.checkpoints": set(),
+  }
+  assert cycles(edges) == []
+  assert folder_graph(edges) == {"jgen.run": {"jgen.collapse"}, "jgen.collapse": {"jgen.run"}}
+  assert cycles(folder_graph(edges)) == [["jgen.collapse", "jgen.run"]]
+  # The same modules without the back edge: one way, no cycle; a command is its own folder.
+  edges["jgen.collapse.replay"] = set()
+  edges["jgen.replay"] = {"jgen.collapse.replay", "jgen.run.loop"}
+  assert folder_graph(edges) == {
+    "jgen.run": {"jgen.collapse"},
+    "jgen.collapse": set(),
+    "jgen.replay": {"jgen.collapse", "jgen.run"},
+  }
+  assert cycles(folder_graph(edges)) == []
 
 
 def test_nothing_below_a_trainer_imports_a_trainer():
@@ -193,6 +236,14 @@ def report() -> str:
   lines = [f"{len(table)} modules, {sum(size for size, _ in sizes)} lines; largest:"]
   lines += [f"  {size:5d}  {name}" for size, name in sizes[:10]]
   lines.append(f"import cycles: {cycles(edges) or 'none'}")
+  folders = folder_graph(edges)
+  lines.append("folder imports (commands and jgen/__init__ left out):")
+  lines += [
+    f"  {source} -> {', '.join(sorted(targets)) or '(nothing)'}"
+    for source, targets in sorted(folders.items())
+    if source not in COMMANDS and source != "jgen"
+  ]
+  lines.append(f"folder cycles: {cycles(folders) or 'none'}")
   lines.append(f"below-trainer modules importing a trainer: {back_edges(edges) or 'none'}")
   lines.append(f"imports of command modules: {command_imports(edges) or 'none'}")
   return "\n".join(lines)

@@ -12,10 +12,10 @@ import pytest
 
 from configs import gan, gan_setd, pacgan, study_pacgan_table1
 from jgen import models
-from jgen.collapse import trace
 from jgen.core import jsonl, rng
 from jgen.models import maxout
 from jgen.models.mlp import BatchNorm
+from jgen.run import trace
 from jgen.studies import table1
 from jgen.trainers import gan as gan_trainer
 from jgen.trainers import gan_step

@@ -459,7 +459,8 @@ def _damaged_case(case_dir, tmp_path, how: str) -> str:
   ],
 )
 def test_a_damaged_case_is_one_clear_error(case_dir, tmp_path, how, expected):
-  from jgen.collapse import recorder, replay
+  from jgen.collapse import recorder
+  from jgen.replays import replay
 
   copy = _damaged_case(case_dir, tmp_path, how)
   with pytest.raises(recorder.DamagedCaseError, match=expected) as info:
@@ -685,7 +686,7 @@ def test_a_read_only_workdir_is_one_line(straight, tmp_path, monkeypatch):
 
 
 def test_a_workdir_deleted_mid_run_is_one_line(tmp_path, monkeypatch):
-  from jgen.collapse import trace
+  from jgen.run import trace
 
   work_dir = str(tmp_path / "run")
   real_append = trace.TraceLog.append_parts

@@ -10,9 +10,8 @@ import pytest
 
 from configs import stacked_digits_setd
 from jgen import models
-from jgen.collapse import trace
 from jgen.models import conv, spectral_norm
-from jgen.run import loop
+from jgen.run import loop, trace
 from jgen.trainers import gan as gan_trainer
 
 NAMES = tuple(conv.CONV_DISCRIMINATORS)

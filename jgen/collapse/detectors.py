@@ -13,8 +13,8 @@ values; a detector set to 0 is off.
   diversity_drop  diversity (mean pairwise distance of a fixed-z batch) fell below
                   diversity_drop x the reference's highest
   d_gap           d_real_logit - d_fake_logit > d_gap (D wins outright)
-  non_finite      a loss went NaN or inf: the train loop records this case itself, from
-                  the last checkpoint to the bad step, and stops
+  non_finite      a loss went NaN or inf: the run loop stops and the recorder (told by its
+                  on_non_finite hook) records the steps from the last checkpoint to the bad one
 """
 
 import math
@@ -84,7 +84,7 @@ def default_config() -> ml_collections.ConfigDict:
   """`config.collapse` for the GAN configs."""
   c = ml_collections.ConfigDict()
   c.enabled = True  # detectors run and cases are written
-  c.trace = True  # per-step device digests (jgen/collapse/trace.py): what replay verifies
+  c.trace = True  # per-step device digests (jgen/run/trace.py): what replay verifies
   c.arm_fraction = 0.5  # detectors arm once an evaluation captures this fraction of modes
   c.mode_drop = 2
   c.kl_rise = 0.5

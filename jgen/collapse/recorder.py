@@ -41,30 +41,49 @@ def _link_tree(source: str, destination: str) -> None:
 class CaseRecorder:
   """Watches evaluation rows; on a detector firing, opens a case and completes it later.
 
-  Its detector state (the reference) is rebuilt from metrics.jsonl on resume, so a
-  resumed run records the same cases as an uninterrupted one.
+  An observer of the run loop (jgen/run/loop.py's Observer): a trainer's train_and_evaluate
+  passes one to loop.train, which calls `start` once it has resumed, then `on_evaluation` with
+  every logged row and `on_non_finite` before it stops on a non-finite loss. Its detector
+  state (the reference) is rebuilt from metrics.jsonl on resume, so a resumed run records
+  the same cases as an uninterrupted one.
   """
 
-  def __init__(
-    self, work_dir, config, checkpoints, trace_log, traced_parts, eval_every, rows, enabled
-  ):
+  def __init__(self):
+    self.stop_reason = None
+    self._enabled = False
+
+  def start(self, session) -> None:
+    """Reads what the run has recorded so far: its rows (the detectors' reference) and cases
+    still being recorded. `session` is the loop's: its workdir, config, trainer, schedule,
+    checkpoints and trace log."""
+    config, work_dir = session.config, session.work_dir
     self._work_dir = work_dir
-    self._traced_parts = traced_parts
+    self._traced_parts = session.trainer.traced_parts
     self._config = config
     self._detector_config = config.get("collapse")
-    self._checkpoints = checkpoints
-    self._trace_log = trace_log
-    self._eval_every = eval_every
+    self._checkpoints = session.ckpts
+    self._trace_log = session.trace_log
+    self._eval_every = session.schedule.eval_every
     # Chief process, traced run, of a config with detectors.
-    self._enabled = enabled and "collapse" in config and config.collapse.enabled
+    self._enabled = (
+      session.is_chief
+      and session.trainer.trace
+      and "collapse" in config
+      and config.collapse.enabled
+    )
     self._cases_dir = os.path.join(work_dir, "cases")
     self._detector = detectors.Detector(self._detector_config) if self._enabled else None
     self._snapshots = {}  # evaluation step -> detector state after it
-    self.stop_requested = False
-    for row in rows if self._enabled else []:  # the detector over rows before the resume
+    metrics = session.log.path
+    rows = jsonl.read_rows(metrics) if self._enabled and os.path.exists(metrics) else []
+    for row in rows:  # the detector over rows before the resume
       if "modes" in row:
         self._observe(row)
     self._open = [case for case in list_cases(work_dir) if case["status"] == "recording"]
+
+  def marked_steps(self) -> list[int]:
+    """The trigger steps of the run's cases, marked on its metric curves."""
+    return [case["trigger_step"] for case in list_cases(self._work_dir)]
 
   def _observe(self, row: dict) -> list[dict]:
     fired = self._detector.observe(row)
@@ -122,7 +141,7 @@ class CaseRecorder:
     wanted_end = trigger + self._detector_config.after_steps
     if self._detector_config.on_trigger == "stop":
       end = trigger
-      self.stop_requested = True
+      self.stop_reason = "collapse.on_trigger=stop"
     else:  # round up to an evaluation step, so the case has an "after" picture
       end = min(-(-wanted_end // self._eval_every) * self._eval_every, num_steps)
     os.makedirs(case_dir)
@@ -227,7 +246,8 @@ def case_config(case: dict) -> ml_collections.ConfigDict:
   return config
 
 
-# Cases recorded before the trace named its parts traced the GAN's.
+# The columns of a case.json without `traced_parts`, so that such cases still replay: their
+# trace holds the GAN's parts.
 GAN_TRACED_PARTS = ("g_params", "d_params")
 
 

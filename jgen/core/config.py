@@ -35,13 +35,6 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
   return result
 
 
-def flags_parser(program: str):
-  """The flags parser of jgen.core.cli, for a command that calls absl's app.run itself."""
-  from jgen.core import cli  # a command's helper: the library itself never needs it
-
-  return cli.flags_parser(program)
-
-
 def apply_override(config: ml_collections.ConfigDict, override: str) -> None:
   """Applies 'config.a.b=value' (or 'a.b=value') in place, keeping the field's type.
 
@@ -75,10 +68,3 @@ def apply_override(config: ml_collections.ConfigDict, override: str) -> None:
     raise ValueError(f"override {override!r}: {path} holds {type(current).__name__} values")
   with node.unlocked():
     node[keys[-1]] = value
-
-
-def setup_logging() -> None:
-  """jgen.core.cli's logging, for a command that calls absl's app.run itself."""
-  from jgen.core import cli  # a command's helper: the library itself never needs it
-
-  cli.setup_logging()

@@ -20,7 +20,7 @@ and studies read that one field. Image rows also keep the name `kl` that docs/im
 documents.
 
 Layering: built from jgen.data (sources, samplers), jgen.evals (metrics) and jgen.viz
-(pictures); imported by trainers, the run loop's callers, collapse replay and studies.
+(pictures); imported by trainers, the run loop's callers, replays and studies.
 """
 
 from jgen.core import registry

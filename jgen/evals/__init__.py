@@ -10,5 +10,6 @@
   latents            what a trained DGN's codes generate (interpolations, fitted densities)
   from_files         `python -m jgen.evaluate`: samples read from .npy files
 
-Imports jgen.core and jgen.data (its sources), never a trainer, a dataset or a command.
+Imports jgen.core and jgen.data (its sources), never viz, a trainer, a dataset or a command:
+pictures of these metrics (jgen.evaluate's --plot too) are jgen/viz/plots.py's.
 """

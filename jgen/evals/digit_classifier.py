@@ -40,7 +40,7 @@ CACHE_ENV = "JGEN_CACHE_DIR"
 # Everything that changes the trained weights; part of the cache key.
 # `dispatch` is how training runs, not what it computes: "scan" runs all epochs as one XLA
 # program (fastest for 8x8 inputs); "per_step" dispatches one jitted step at a time, because
-# XLA:CPU ran the 28x28 convs 15x slower inside a rolled loop (536 vs 35 ms/step, measured).
+# XLA:CPU ran the 28x28 convs many times slower inside a rolled loop (measured: jgen/run/loop.py).
 CONFIG = {
   "version": 1,
   "data": "sklearn_digits",

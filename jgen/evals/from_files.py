@@ -185,17 +185,3 @@ def _evaluate_image_file(
       "directly comparable with the papers'"
     )
   return evaluate_images(samples.astype(np.float32), inception_weights), samples
-
-
-def write_plot(path: str, data: str, samples: np.ndarray, title: str, row: dict) -> None:
-  """A scatter over the mixture's modes (2D) or a grid of the first images, titled with the
-  row's metrics. Raises EvaluateError if the file cannot be written."""
-  from jgen.viz import plots  # matplotlib only when a plot is asked for: it is slow to import
-
-  try:
-    if data == STACKED_DIGITS:
-      plots.image_grid(path, samples, title, row)
-    else:
-      plots.scatter_samples(path, samples, get_mixture(data), title, row)
-  except OSError as e:
-    raise EvaluateError(f"cannot write plot {path} ({e})") from None

@@ -36,8 +36,9 @@ def _require_positive(path: str, value: int) -> None:
 def make_generator(model_config, data_dim: int = 2) -> nn.Module:
   """z_BxZ -> x_BxD: `depth` hidden ReLU layers of `width`, then a linear layer to data_dim.
 
-  Optional keys (absent in older configs): generator.batch_norm (BatchNorm before every
-  hidden ReLU, statistics in the "batch_stats" collection), generator.init (INITS).
+  Optional keys (a config that does not use them leaves them out): generator.batch_norm
+  (BatchNorm before every hidden ReLU, statistics in the "batch_stats" collection),
+  generator.init (INITS).
   """
   g = model_config.generator
   _require_positive("model.generator.z_dim", g.z_dim)

@@ -2,7 +2,7 @@
 
 WORKDIR/checkpoints/S/                 orbax's checkpoint of step S
 WORKDIR/checkpoints/S.digests.json     written with it: the sha256 of each part of the state
-                                       (jgen.collapse.trace.part_digests) and the run's
+                                       (jgen.run.trace.part_digests) and the run's
                                        fingerprint (jgen/run/fingerprint.py)
 WORKDIR/checkpoints/S.window.npz       only after a stop at a step that is not a log step: the
                                        metrics of the steps since the last row (written
@@ -12,7 +12,7 @@ WORKDIR/damaged_checkpoints/S/         a checkpoint that could not be read or fa
                                        damaged), set aside (never deleted) by a resume
 
 A restore checks the state against the digests recorded when it was saved (or, for a
-checkpoint written before records existed, against trace/parts.jsonl's digests of that step)
+checkpoint saved without a digests file, against trace/parts.jsonl's digests of that step)
 and falls back to the newest intact checkpoint, saying so in one line per damaged one. A
 workdir that holds a run's history but no checkpoint to resume it is refused, untouched.
 Saves are asynchronous; a failure is raised by `check` (called after every chunk) in one line,
@@ -30,8 +30,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
-from jgen.collapse import trace
 from jgen.core import jsonl
+from jgen.run import trace
 from jgen.run import workdir as workdir_lib
 
 DIGESTS_SUFFIX = ".digests.json"
@@ -152,7 +152,7 @@ class Checkpoints:
     return self._manager.restore(step, args=ocp.args.StandardRestore())
 
   def record(self, step: int) -> dict | None:
-    """The digests and fingerprint saved with checkpoint `step`, or None (older runs)."""
+    """The digests and fingerprint saved with checkpoint `step`, or None (saved without them)."""
     path = os.path.join(self.directory, f"{step}{DIGESTS_SUFFIX}")
     try:
       with open(path, "rb") as f:

@@ -17,7 +17,8 @@ same number of indices). The set size changes the shape of the set tensors, and 
 optimizer's name the structure of its state: run one population per value instead.
 
 Inside the vmapped step a member learns its variant from `jax.lax.axis_index(MEMBER_AXIS)`,
-so no signature changes and runs without variants compile exactly as before.
+so the step keeps its signature and a run without variants compiles to the program it would
+without this module.
 """
 
 import copy

@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jgen.collapse import recorder, replay
+from jgen.collapse import recorder
+from jgen.replays import replay
 from jgen.run import loop
 from jgen.trainers import gan as gan_trainer
 from jgen.trainers import gan_step

@@ -4,8 +4,9 @@ A trainer module has `build(config) -> (trainer, root, data)` and
 `train_and_evaluate(config, workdir)`; its trainer object implements jgen/run/interface.py's
 `Trainer` (subclassing `TrainerDefaults` for the optional members) for the one run loop in
 jgen/run/loop.py.
-Trainers import run, datasets, models, losses, evals and core; nothing below them imports a
-trainer (collapse replay, studies and commands sit above).
+Trainers import run, collapse, datasets, models, losses, evals and core; the traced ones
+(gan, denoise) pass the run loop a collapse.recorder.CaseRecorder. Nothing below them imports a
+trainer (replays, studies and commands sit above).
 """
 
 import importlib

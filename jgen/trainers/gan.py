@@ -10,7 +10,7 @@ The data is any dataset of jgen/datasets (2D mixtures with MLP models, images wi
 models): the step gathers its batch by index on the device, or takes the batch the host read
 by the same indices.
 
-Options for PacGAN's official protocol (configs/pacgan.py; older configs lack the keys and get
+Options for PacGAN's official protocol (configs/pacgan.py sets them; a config without them gets
 the defaults): `train.packing` ("grouped": the batch of samples is split into sets by a keyed
 permutation; "packs": the batch is `train.batch_size` packs of `model.set_size` samples, real
 packs from a fixed table of with-replacement draws, fake packs from one generator pass per pack
@@ -32,6 +32,7 @@ import optax
 from flax import linen as nn
 
 from jgen import datasets, models
+from jgen.collapse import recorder
 from jgen.core import parallel, registry, rng
 from jgen.data import samplers
 from jgen.losses import adversarial as losses
@@ -64,10 +65,10 @@ class Gan(TrainerDefaults):
   eval_samples: int
   eval_config: ml_collections.ConfigDict
   # One dispatch per step instead of a lax.scan: XLA:CPU runs convolutions inside a while loop
-  # about 15x slower than the same step alone (measured: 257 vs 18 ms), so image runs on CPU
-  # loop in Python. The step itself is the same jitted function either way.
+  # many times slower than the same step alone (measured: jgen/run/loop.py), so image runs on
+  # CPU loop in Python. The step itself is the same jitted function either way.
   step_by_step: bool
-  trace: bool  # per-step digests for replay (jgen/collapse/trace.py); single runs only
+  trace: bool  # per-step digests for replay (jgen/run/trace.py); single runs only
   population: int  # independent members trained in one program (vmap); 1 = a plain run
   variants: variants.Variants | None  # same-shaped hyper-parameter variants among the members
   mesh: jax.sharding.Mesh
@@ -272,7 +273,7 @@ def build(config: ml_collections.ConfigDict) -> tuple[Gan, jax.Array, jax.Array 
 def train_and_evaluate(config: ml_collections.ConfigDict, work_dir: str) -> dict:
   """Trains (resuming from WORKDIR/checkpoints if present); returns the final eval row."""
   gan, root, data = build(config)  # every config error surfaces before anything is written
-  return loop.train(gan, config, work_dir, root, data)
+  return loop.train(gan, config, work_dir, root, data, observers=[recorder.CaseRecorder()])
 
 
 def _per_member(gan: Gan, fn):

@@ -20,9 +20,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jgen.collapse import trace
 from jgen.core import parallel, rng
 from jgen.losses import adversarial as losses
+from jgen.run import trace
 
 METRIC_NAMES = ("d_loss", "g_loss", "d_real_logit", "d_fake_logit")
 

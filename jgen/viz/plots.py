@@ -21,7 +21,7 @@ from matplotlib.ticker import MaxNLocator
 
 from jgen.core import jsonl
 from jgen.data.mixtures import Mixture
-from jgen.evals import modes
+from jgen.evals import from_files, modes
 
 DPI = 100
 SCATTER_INCHES = 5.0  # 500 x 500 px
@@ -322,3 +322,16 @@ def image_grid(path: str, images_NxHxWxC, title: str, metrics: dict | None = Non
     title += "" if fid is None else f" · classifier FID {fid:.2f}"
   axes.set_title(title, fontsize=9)
   save_figure(figure, path)
+
+
+def evaluation_plot(path: str, data: str, samples, title: str, row: dict) -> None:
+  """`python -m jgen.evaluate --plot`: a scatter over the mixture's modes (2D) or a grid of the
+  first images, titled with the row's metrics. Raises from_files.EvaluateError if the file
+  cannot be written."""
+  try:
+    if data == from_files.STACKED_DIGITS:
+      image_grid(path, samples, title, row)
+    else:
+      scatter_samples(path, samples, from_files.get_mixture(data), title, row)
+  except OSError as e:
+    raise from_files.EvaluateError(f"cannot write plot {path} ({e})") from None

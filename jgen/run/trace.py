@@ -12,6 +12,10 @@ invertible mod 2**32), and unrelated changes collide with probability 2**-32.
 Optimizer states are twice the size of the parameters, and reading them every
 step cost about 20% of the step here, so they are checked at every logged
 step by sha256 (`part_digests`) instead of every step.
+
+Also here: the state's digests every logged row carries (`state_digest`, one meaning for every
+trainer) and TraceLog, the WORKDIR/trace/ files the run loop writes and a case copies. Replay
+is jgen/replays/replay.py.
 """
 
 import dataclasses

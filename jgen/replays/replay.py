@@ -7,7 +7,7 @@ traced parts (G and D params for a GAN) with the recorded trace, and every part 
 raises ReplayMismatch naming the first step and part that differ; with a dump folder it also
 writes per-step metrics and frames (the run's own pictures). `environment_mismatches` says
 whether the case was recorded on another platform or with other library versions.
-Counterfactual branches from a case are jgen/collapse/counterfactual.py.
+Counterfactual branches from a case are jgen/replays/counterfactual.py.
 """
 
 import dataclasses
@@ -19,9 +19,9 @@ import ml_collections
 import numpy as np
 
 from jgen import trainers
-from jgen.collapse import recorder, trace
+from jgen.collapse import recorder
 from jgen.core import jsonl
-from jgen.run import checkpoints, loop
+from jgen.run import checkpoints, loop, trace
 
 
 class ReplayMismatch(Exception):

@@ -14,9 +14,10 @@ the run computes it.
 import json
 import os
 
-from jgen.collapse import detectors, recorder, replay
+from jgen.collapse import detectors, recorder
 from jgen.core import config as config_lib
 from jgen.core import jsonl
+from jgen.replays import replay
 from jgen.viz import plots
 
 # Columns of samples.png (per branch and evaluation): enough to see a collapse, small enough
