@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One config, several seeds, one after another; each run's final evaluation row
-# (plus seed and wall time) is appended to PREFIX/finals.jsonl. Populations
-# (issue 4) will run many seeds in one program; this is the plain loop.
+# (plus seed and wall time) is appended to PREFIX/finals.jsonl. A population
+# (--config.population.size) runs many seeds in one program; this is the plain loop,
+# one process per seed.
 #   bash launch/seeds.sh configs/gan_setd.py runs/setd 0 1 2 3 4 [-- --config.x=y ...]
 set -euo pipefail
 config=${1:?config}; prefix=${2:?workdir prefix}; shift 2
