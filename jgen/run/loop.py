@@ -52,7 +52,11 @@ __all__ = [
 
 
 class NonFiniteError(RuntimeError):
-  pass
+  """A non-finite metric stopped the run: at `step`, where the metrics were `values`."""
+
+  def __init__(self, message: str, step: int | None = None, values: dict | None = None):
+    super().__init__(message)
+    self.step, self.values = step, values
 
 
 def _jitted(trainer, key, build):
@@ -425,7 +429,9 @@ def _fetch_steps(session: Session, pending) -> list[dict]:
       )
       raise NonFiniteError(
         f"non-finite loss at step {bad_step} ({values}); training stopped. "
-        f"{_non_finite_advice(session)}{recorded}"
+        f"{_non_finite_advice(session)}{recorded}",
+        step=bad_step,
+        values=values,
       )
   return fetched
 
