@@ -19,6 +19,7 @@ runlocal (a tiny smoke run).
 import ml_collections
 
 from jgen.core import config as config_lib
+from jgen.run import interface
 
 
 def get_config(arg=None):
@@ -82,7 +83,7 @@ def get_config(arg=None):
   c.train.num_steps = 4000
   c.train.batch_size = 64
   c.train.lr_decay = "cosine"  # none | cosine (to 0 at num_steps; both optimizers)
-  c.train.steps_per_dispatch = 10  # unrolled (jgen/trainers/dgn.py)
+  c.train.steps_per_dispatch = interface.UNROLLED_STEPS  # unrolled (interface.dispatch_for)
   c.train.log_every = 500
   c.train.eval_every = 1000
   c.train.checkpoint_every = 2000

@@ -17,6 +17,7 @@ colon: task, image=china|flower, runlocal (a tiny smoke run).
 import ml_collections
 
 from jgen.core import config as config_lib
+from jgen.run import interface
 
 
 def get_config(arg=None):
@@ -57,7 +58,7 @@ def get_config(arg=None):
 
   c.train = ml_collections.ConfigDict()
   c.train.num_steps = 3000
-  c.train.steps_per_dispatch = 10  # unrolled (jgen/trainers/dip.py)
+  c.train.steps_per_dispatch = interface.UNROLLED_STEPS  # unrolled (interface.dispatch_for)
   c.train.log_every = 100
   c.train.eval_every = 100
   c.train.checkpoint_every = 1000

@@ -8,7 +8,7 @@ field whose name has a default here (`population`, `step_by_step`, `trace`) woul
 count as defaulted and every later field would have to be too.
 """
 
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 import jax
 
@@ -28,7 +28,7 @@ class Trainer(Protocol):
   population: int
   state_sharding: jax.sharding.Sharding | None
   # Dispatch: one jitted step per dispatch, or a scanned chunk, rolled (unroll=1) or unrolled
-  # (True): XLA:CPU runs convolutions inside a rolled scan slowly (jgen/run/loop.py).
+  # (True); dispatch_for below is the rule for convolutional steps.
   step_by_step: bool
   unroll: int | bool
   # Per-step digests the step returns as metrics["trace"], and the state's parts they cover.
@@ -70,6 +70,33 @@ class Trainer(Protocol):
 
   def finalize(self, state: State, root, data, work_dir: str, config, final_row: dict) -> dict:
     """The final row, with whatever the trainer adds after training."""
+
+
+# Steps per dispatch where convolutional steps are unrolled (configs/dgn.py, configs/dip.py,
+# jgen/studies/inverse_comparison.py's fits).
+UNROLLED_STEPS = 10
+
+
+class Dispatch(NamedTuple):
+  step_by_step: bool
+  unroll: int | bool
+
+
+def dispatch_for(convolutional: bool, host_fed: bool = False, unrolled: bool = False) -> Dispatch:
+  """`step_by_step` and `unroll` of a step: the one rule for convolutions inside a loop.
+
+  XLA:CPU runs a convolution inside a rolled scan (a while loop) many times slower than the
+  same step alone (measured: jgen/run/loop.py's docstring), so no convolution runs in one.
+  `unrolled` steps (DGN, DIP, the inverse comparison's fits) scan short chunks unrolled, on
+  every backend; other convolutional steps (GAN and denoisers on images) run one dispatch per
+  step on CPU, and always when their batches come from the host. Both forms are kept because
+  each gives the bits its trainers have always given: moving a trainer from one to the other
+  changes its digests.
+  """
+  if unrolled:
+    return Dispatch(step_by_step=False, unroll=True)
+  cpu = jax.default_backend() == "cpu"
+  return Dispatch(step_by_step=convolutional and (host_fed or cpu), unroll=1)
 
 
 class TrainerDefaults:

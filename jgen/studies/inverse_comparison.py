@@ -36,7 +36,7 @@ from jgen.datasets import ImageDataset
 from jgen.evals import fidelity
 from jgen.losses import denoising, inverse
 from jgen.models.dip import SkipNet
-from jgen.run import checkpoints
+from jgen.run import checkpoints, interface
 from jgen.studies import runner
 from jgen.trainers import denoise
 from jgen.trainers import dgn as dgn_trainer
@@ -107,7 +107,8 @@ def make_problems(config, images, root):
   return problems
 
 
-UNROLL = 10  # steps per dispatch, unrolled: XLA:CPU convs inside a rolled loop are ~60x slower
+# Steps per dispatch, unrolled: the rule for convolutions in a loop (interface.dispatch_for).
+UNROLL = interface.UNROLLED_STEPS
 
 
 def _fit(loss_one, params_K, opt, steps: int, key=None):

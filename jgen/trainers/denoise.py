@@ -30,11 +30,11 @@ from flax import linen as nn
 from jgen import datasets
 from jgen.collapse import recorder
 from jgen.core import optimizers, parallel, registry, rng
-from jgen.data import samplers
 from jgen.losses import denoising
 from jgen.models import denoisers
 from jgen.run import loop, trace, variants
 from jgen.run.interface import TrainerDefaults
+from jgen.trainers import members
 
 
 @flax.struct.dataclass
@@ -102,35 +102,15 @@ class Denoiser(TrainerDefaults):
       )
     data = data if data is not None else datasets.get_dataset(config.data)
     member_variants = variants.parse(config)
-    num_train = config.data.num_train
-    if num_train < 1:
-      raise ValueError(f"data.num_train must be >= 1, got {num_train}")
-    if config.population.size < 1:
-      raise ValueError(f"population.size must be >= 1, got {config.population.size}")
-    if config.data.fresh_samples:
-      if len(data.sample_shape) != 1 or config.sampler.kind != "with_replacement":
-        raise ValueError(
-          "data.fresh_samples draws i.i.d. 2D mixture points every step (no index order): "
-          "it needs a 2D mixture and sampler.kind=with_replacement"
-        )
-      sample_indices, batch_size = None, config.train.batch_size
-    else:
-      batch_size = samplers.global_batch_size(
-        config.sampler, num_examples=num_train, batch_size=config.train.batch_size
-      )
-      sample_indices = variants.make_sampler(config, member_variants, num_examples=num_train)
-    if data.on_host and config.population.size > 1:
-      raise ValueError(
-        f"{data.name} is read on the host, one batch per step: populations need the data on "
-        "the device; raise data.device_bytes_limit if it fits, or set population.size=1"
-      )
+    is_2d = len(data.sample_shape) == 1
+    order = members.data_order(config, data, member_variants, convolutional=not is_2d)
+    batch_size = order["batch_size"]
     if objective == "discriminator_flow":
       network = denoisers.make_critic(config.model)
       metric_names = ("loss", "d_noise", "d_data")
     else:
       network = denoisers.make_denoiser(config.model, data.sample_shape)
       metric_names = ("loss",)
-    is_2d = len(data.sample_shape) == 1
     mesh = mesh if mesh is not None else parallel.make_mesh()
     return cls(
       objective=objective,
@@ -139,9 +119,7 @@ class Denoiser(TrainerDefaults):
         variants.make_optimizer(config, member_variants), config.train
       ),
       data=data,
-      sample_indices=sample_indices,
-      num_train=num_train,
-      batch_size=batch_size,
+      **order,
       sampling=denoising.Sampling(
         config.sampling.method,
         config.sampling.num_steps,
@@ -154,10 +132,6 @@ class Denoiser(TrainerDefaults):
       eval_samples=config.eval.num_samples,
       eval_batch=config.eval.sample_batch,
       eval_config=config.eval,
-      step_by_step=not is_2d and (jax.default_backend() == "cpu" or data.on_host),
-      trace=config.collapse.trace and config.population.size == 1,
-      population=config.population.size,
-      variants=member_variants,
       mesh=mesh,
       metric_names=metric_names,
       decayed=config.train.lr_decay != "none",
@@ -177,9 +151,7 @@ class Denoiser(TrainerDefaults):
 
   @property
   def state_sharding(self) -> jax.sharding.NamedSharding:
-    if self.population == 1:
-      return parallel.replicated(self.mesh)
-    return parallel.population_sharding(self.mesh, self.population)
+    return members.state_sharding(self)
 
   def evaluations_per_sample(self) -> int:
     return self.sampling.evaluations_per_sample(self.objective)
@@ -192,18 +164,14 @@ class Denoiser(TrainerDefaults):
     )
 
   def init_state(self, root: jax.Array) -> TrainState:
-    init = _per_member(self, functools.partial(_init_state, self))
+    init = members.per_member(self, functools.partial(_init_state, self))
     return jax.jit(init, out_shardings=self.state_sharding)(root)
 
   def step(self, state: TrainState, root: jax.Array, data):
-    return _per_member(self, functools.partial(train_step, self))(state, root, data)
+    return members.per_member(self, functools.partial(train_step, self))(state, root, data)
 
   def step_data(self, config, root, data, start: int, end: int):
-    if not self.data.on_host:
-      return data
-    return self.data.host_batches(
-      self.sample_indices, root, self.batch_size, start, end, config.data.host_workers
-    )
+    return members.step_data(self, config, root, data, start, end)
 
   def evaluate(self, state: TrainState, root: jax.Array, data=None):
     return evaluate(self, state, root)
@@ -217,13 +185,7 @@ class Denoiser(TrainerDefaults):
 
   def progress_text(self, row: dict) -> str:
     if isinstance(row["loss"], list):
-      text = f"mean loss {np.mean(row['loss']):.4f}"
-      if "modes" in row:
-        counts = np.asarray(row["modes"])
-        full = int((counts == self.data.num_modes).sum())
-        text += f" | modes mean {counts.mean():.2f}/{self.data.num_modes}, all modes {full}"
-        text += f"/{len(counts)}"
-      return text
+      return f"mean loss {np.mean(row['loss']):.4f}" + members.population_modes_text(self, row)
     text = f"loss {row['loss']:.4f}"
     if "d_noise" in row:
       text += f" D(noise) {row['d_noise']:.3f} D(data) {row['d_data']:.3f}"
@@ -232,25 +194,9 @@ class Denoiser(TrainerDefaults):
     return text
 
 
-def _per_member(den: Denoiser, fn):
-  return fn if den.population == 1 else jax.vmap(fn, axis_name=variants.MEMBER_AXIS)
-
-
-def run_root(den: Denoiser, seed: int) -> jax.Array:
-  """The run's root key; member i of a population has the root of seed + i (gan.run_root)."""
-  if den.population == 1:
-    return rng.root_key(seed)
-  seeds = variants.member_seeds(den.variants, seed, den.population)
-  return jax.vmap(rng.root_key)(jnp.asarray(seeds))
-
-
-def training_set(den: Denoiser, root: jax.Array):
-  """The fixed training set of each member, drawn as the GAN trainer draws it."""
-
-  def draw(root):
-    return den.data.training_set(rng.stream_key(root, rng.Stream.TRAIN_SET), den.num_train)
-
-  return jax.jit(_per_member(den, draw), out_shardings=den.state_sharding)(root)
+run_root = members.run_root
+training_set = members.training_set
+draw_real = members.draw_real
 
 
 def build(config: ml_collections.ConfigDict, data=None) -> tuple[Denoiser, jax.Array, Any]:
@@ -290,21 +236,6 @@ def from_model(den: Denoiser, x: jax.Array) -> jax.Array:
   return jnp.clip((x + 1.0) / 2.0, 0.0, 1.0) if den.is_image else x
 
 
-def draw_real(den: Denoiser, root: jax.Array, data, step: jax.Array):
-  """(what the step saw: its indices or fresh points; the batch), as gan.draw_real."""
-  if den.sample_indices is None:
-    fresh = den.data.fresh_batch(rng.step_key(root, rng.Stream.FRESH_DATA, step), den.batch_size)
-    return fresh, fresh
-  indices = den.sample_indices(root, step)
-  if den.data.on_host:
-    return indices, den.data.from_host(data)
-  return indices, den.data.gather(data, indices)
-
-
-def _shard(den: Denoiser, x: jax.Array) -> jax.Array:
-  return parallel.shard_leading_axis(x, den.mesh) if den.population == 1 else x
-
-
 def objective_terms(den: Denoiser, params, x1, noise, level):
   """(loss, metrics) of the objective on data x1 (model scale), noise and levels in [0, 1]."""
   apply = functools.partial(den.network.apply, params)
@@ -322,12 +253,12 @@ def objective_terms(den: Denoiser, params, x1, noise, level):
 def train_step(den: Denoiser, state: TrainState, root: jax.Array, data):
   """One update of the network on one batch; returns (state, metrics of this step)."""
   step = state.step
-  seen, real = draw_real(den, root, data, step)
-  x1 = _shard(den, to_model(den, real))
+  seen, real = members.draw_real(den, root, data, step)
+  x1 = members.shard_batch(den, to_model(den, real))
   noise = jax.random.normal(rng.step_key(root, rng.Stream.SOURCE_NOISE, step), x1.shape)
   uniform = jax.random.uniform(rng.step_key(root, rng.Stream.NOISE_LEVEL, step), x1.shape[:1])
   level = denoising.warp_levels(uniform, den.level_power)
-  noise, level = _shard(den, noise), _shard(den, level)
+  noise, level = members.shard_batch(den, noise), members.shard_batch(den, level)
 
   value_and_grad = jax.value_and_grad(functools.partial(objective_terms, den), has_aux=True)
   if den.fixed_order_sums:
@@ -360,7 +291,7 @@ def _eval_noise(den: Denoiser, key: jax.Array, num_samples: int):
     shape = (num_samples, *den.data.sample_shape)
     return jax.random.normal(rng.stream_key(key, rng.Stream.EVAL), shape)
 
-  return _per_member(den, one)(key)
+  return members.per_member(den, one)(key)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
@@ -369,7 +300,7 @@ def _generate_chunk(den: Denoiser, params, noise, root, chunk: int):
     key = jax.random.fold_in(rng.stream_key(root, rng.Stream.SAMPLING_NOISE), chunk)
     return generate_from(den, params, noise, key)
 
-  return _per_member(den, one)(params, noise, root)
+  return members.per_member(den, one)(params, noise, root)
 
 
 def generate(den: Denoiser, params, key: jax.Array, num_samples: int) -> np.ndarray:
@@ -396,7 +327,4 @@ def evaluate(den: Denoiser, state: TrainState, root: jax.Array) -> tuple[np.ndar
     "sampling_evaluations": den.evaluations_per_sample() * den.eval_samples,
     "sampling_seconds": round(seconds, 3),
   }
-  if den.population == 1:
-    return samples, {**den.data.evaluate(samples, den.eval_config), **cost}
-  rows = [{**den.data.evaluate(member, den.eval_config), **cost} for member in samples]
-  return samples, {key: [row[key] for row in rows] for key in rows[0]}
+  return samples, members.evaluate_samples(den, samples, cost)

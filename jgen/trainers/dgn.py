@@ -30,7 +30,7 @@ from jgen.evals import latents as latents_eval
 from jgen.losses import reconstruction
 from jgen.models.dgn import DgnGenerator
 from jgen.run import loop
-from jgen.run.interface import TrainerDefaults
+from jgen.run.interface import TrainerDefaults, dispatch_for
 from jgen.viz import imgrid
 
 METRIC_NAMES = ("loss", "batch_psnr")
@@ -79,9 +79,7 @@ class Dgn(TrainerDefaults):
   metric_names = METRIC_NAMES
   # batch_psnr is +inf for an exact batch: only the loss says the run went wrong.
   finite_metrics = ("loss",)
-  # Unrolled: XLA:CPU runs a convolution inside a while loop (a rolled scan) many times slower
-  # (measured: jgen/run/loop.py's docstring), so conv trainers unroll small chunks.
-  unroll = True
+  step_by_step, unroll = dispatch_for(convolutional=True, unrolled=True)
   curves = ("recon_psnr_mean", "exact_fraction", "loss", "sharpness_ratio")
   non_finite_hint = (
     "lower the learning rates (optimizer.learning_rate, latent.optimizer.learning_rate)"

@@ -29,7 +29,7 @@ from jgen.evals import fidelity
 from jgen.losses import inverse
 from jgen.models.dip import SkipNet
 from jgen.run import loop
-from jgen.run.interface import TrainerDefaults
+from jgen.run.interface import TrainerDefaults, dispatch_for
 from jgen.viz import imgrid
 
 PHOTOS = ("china", "flower")  # sklearn.datasets.load_sample_image ships these two
@@ -83,7 +83,7 @@ class Dip(TrainerDefaults):
   # What the run loop reads besides the fields above (jgen/run/interface.py's Trainer).
   metric_names = ("loss",)
   finite_metrics = ("loss",)
-  unroll = True  # XLA:CPU runs convs inside a rolled scan slower (jgen/run/loop.py)
+  step_by_step, unroll = dispatch_for(convolutional=True, unrolled=True)
   picture_dir = "images"
   curves = ("psnr", "psnr_input", "loss")
   non_finite_hint = "lower optimizer.learning_rate"

@@ -34,11 +34,10 @@ from flax import linen as nn
 from jgen import datasets, models
 from jgen.collapse import recorder
 from jgen.core import parallel, registry, rng
-from jgen.data import samplers
 from jgen.losses import adversarial as losses
 from jgen.run import loop, variants
 from jgen.run.interface import TrainerDefaults
-from jgen.trainers import gan_step
+from jgen.trainers import gan_step, members
 from jgen.trainers.gan_step import METRIC_NAMES, TrainState
 
 PACKINGS = ("grouped", "packs")
@@ -93,30 +92,12 @@ class Gan(TrainerDefaults):
     data = datasets.get_dataset(config.data)
     is_2d = isinstance(data, datasets.MixtureData)
     member_variants = variants.parse(config)
-    num_train = config.data.num_train
-    if num_train < 1:
-      raise ValueError(f"data.num_train must be >= 1, got {num_train}")
-    if config.data.fresh_samples:
-      if not is_2d:
-        raise ValueError("data.fresh_samples applies to 2D mixtures only; set it to False")
-      if config.sampler.kind != "with_replacement":
-        raise ValueError(
-          "data.fresh_samples draws i.i.d. points from the mixture every step, which has "
-          f"no index order; set sampler.kind=with_replacement (got {config.sampler.kind!r})"
-        )
-      sample_indices = None
-      batch_size = config.train.batch_size
-    else:
-      batch_size = samplers.global_batch_size(
-        config.sampler, num_examples=num_train, batch_size=config.train.batch_size
-      )
-      sample_indices = variants.make_sampler(config, member_variants, num_examples=num_train)
+    order = members.data_order(config, data, member_variants, convolutional=not is_2d)
+    batch_size = order["batch_size"]
     packing = config.train.get("packing", "grouped")
     update_rule = config.train.get("update_rule", "alternating")
     registry.choose("train.packing", packing, dict.fromkeys(PACKINGS))
     registry.choose("train.update_rule", update_rule, dict.fromkeys(UPDATE_RULES))
-    if config.population.size < 1:
-      raise ValueError(f"population.size must be >= 1, got {config.population.size}")
     set_size = config.model.set_size
     if set_size < 1 or (packing == "grouped" and batch_size % set_size):
       raise ValueError(
@@ -135,11 +116,6 @@ class Gan(TrainerDefaults):
         f"eval.bn_refresh_batches={bn_refresh_batches} needs >= 0 and a BatchNorm generator "
         "(model.generator.batch_norm=True); set it to 0"
       )
-    if data.on_host and config.population.size > 1:
-      raise ValueError(
-        f"{data.name} is read on the host, one batch per step: populations need the data on "
-        "the device; raise data.device_bytes_limit if it fits, or set population.size=1"
-      )
     mesh = mesh if mesh is not None else parallel.make_mesh()
     num_sets = batch_size if packing == "packs" else batch_size // set_size
     if is_2d:
@@ -156,17 +132,11 @@ class Gan(TrainerDefaults):
       loss=losses.get_loss(config.loss.name),
       gp_weight=config.loss.gp_weight,
       data=data,
-      sample_indices=sample_indices,
-      num_train=num_train,
-      batch_size=batch_size,
+      **order,
       set_size=set_size,
       z_dim=config.model.generator.z_dim,
       eval_samples=config.eval.num_samples,
       eval_config=config.eval,
-      step_by_step=not is_2d and (jax.default_backend() == "cpu" or data.on_host),
-      trace=config.collapse.trace and config.population.size == 1,
-      population=config.population.size,
-      variants=member_variants,
       mesh=mesh,
       packing=packing,
       update_rule=update_rule,
@@ -187,10 +157,7 @@ class Gan(TrainerDefaults):
 
   @property
   def state_sharding(self) -> jax.sharding.NamedSharding:
-    """Replicated for a single run; a population is split over devices by member."""
-    if self.population == 1:
-      return parallel.replicated(self.mesh)
-    return parallel.population_sharding(self.mesh, self.population)
+    return members.state_sharding(self)
 
   def describe(self) -> str:
     if self.packing == "packs":
@@ -213,16 +180,11 @@ class Gan(TrainerDefaults):
 
   def step(self, state: "TrainState", root: jax.Array, data):
     """One update of every member (the run loop scans or dispatches it)."""
-    return _per_member(self, functools.partial(gan_step.train_step, self))(state, root, data)
+    step = functools.partial(gan_step.train_step, self)
+    return members.per_member(self, step)(state, root, data)
 
   def step_data(self, config, root, data, start: int, end: int):
-    """What steps (start, end] read: the training set on the device, or for data read on the
-    host, the batches of exactly those steps."""
-    if not self.data.on_host:
-      return data
-    return self.data.host_batches(
-      self.sample_indices, root, self.batch_size, start, end, config.data.host_workers
-    )
+    return members.step_data(self, config, root, data, start, end)
 
   def evaluate(self, state: "TrainState", root: jax.Array, data=None):
     return evaluate(self, state, root)
@@ -236,25 +198,15 @@ class Gan(TrainerDefaults):
 
   def progress_text(self, row: dict) -> str:
     if isinstance(row["d_loss"], list):
-      return _population_progress_text(self, row)
+      text = f"mean d_loss {np.mean(row['d_loss']):.4f} g_loss {np.mean(row['g_loss']):.4f}"
+      return text + members.population_modes_text(self, row)
     text = f"d_loss {row['d_loss']:.4f} g_loss {row['g_loss']:.4f}"
     if "diversity" in row:
       text += f" | {self.data.progress_text(row)}"
     return text
 
 
-def run_root(gan: Gan, seed: int) -> jax.Array:
-  """The run's root key; for a population, member i's root is that of its seed.
-
-  Member i's seed is seed + i (with variants: seed + i % seeds_per_variant), so it draws
-  exactly the keys (data order, z, init) of a standalone run with that seed; README
-  "Populations" says how close their results are.
-  """
-  if gan.population == 1:
-    return rng.root_key(seed)
-  return jax.vmap(rng.root_key)(
-    jnp.asarray(variants.member_seeds(gan.variants, seed, gan.population))
-  )
+run_root = members.run_root
 
 
 def build(config: ml_collections.ConfigDict) -> tuple[Gan, jax.Array, jax.Array | None]:
@@ -276,27 +228,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, work_dir: str) -> dict
   return loop.train(gan, config, work_dir, root, data, observers=[recorder.CaseRecorder()])
 
 
-def _per_member(gan: Gan, fn):
-  """`fn` for a single run, vmapped over a population's leading axis otherwise."""
-  return fn if gan.population == 1 else jax.vmap(fn, axis_name=variants.MEMBER_AXIS)
-
-
 def training_set(gan: Gan, root: jax.Array):
   """The fixed training set, drawn once from the seed (per member): PacGAN's 100,000 mixture
   points [N, 2]; for stacked digits 128,000 index triples and the 1,797 digits."""
 
-  def draw(root):
-    key = rng.stream_key(root, rng.Stream.TRAIN_SET)
+  if gan.packing == "grouped":
+    return members.training_set(gan, root)
+
+  def draw(key):
     points = gan.data.training_set(key, gan.num_train)
-    if gan.packing == "grouped":
-      return points
     return points[gan_step.pack_table(gan, jax.random.fold_in(key, 1))]
 
-  return jax.jit(_per_member(gan, draw), out_shardings=gan.state_sharding)(root)
+  return members.training_set(gan, root, draw)
 
 
 def init_state(gan: Gan, root: jax.Array) -> TrainState:
-  init = _per_member(gan, functools.partial(_init_state, gan))
+  init = members.per_member(gan, functools.partial(_init_state, gan))
   return jax.jit(init, out_shardings=gan.state_sharding)(root)
 
 
@@ -328,7 +275,7 @@ def _generate(gan: Gan, g_params, key: jax.Array, num_samples: int):
       return gan.generator.apply({**g_params, "batch_stats": stats}, z, train=False)
     return gan.generator.apply(g_params, z)
 
-  return _per_member(gan, one)(g_params, key)
+  return members.per_member(gan, one)(g_params, key)
 
 
 def evaluate(gan: Gan, state: TrainState, root: jax.Array) -> tuple[np.ndarray, dict]:
@@ -337,19 +284,4 @@ def evaluate(gan: Gan, state: TrainState, root: jax.Array) -> tuple[np.ndarray, 
   For a population, samples are [P, n, ...] and each metric is a list over members.
   """
   samples = gan.sample(state, root, gan.eval_samples)
-  if gan.population == 1:
-    return samples, gan.data.evaluate(samples, gan.eval_config)
-  rows = [gan.data.evaluate(member, gan.eval_config) for member in samples]
-  return samples, {key: [row[key] for row in rows] for key in rows[0]}
-
-
-def _population_progress_text(gan: Gan, row: dict) -> str:
-  text = f"mean d_loss {np.mean(row['d_loss']):.4f} g_loss {np.mean(row['g_loss']):.4f}"
-  if "modes" in row:
-    counts, members = np.asarray(row["modes"]), len(row["modes"])
-    text += (
-      f" | modes mean {counts.mean():.2f}/{gan.data.num_modes} (min {counts.min()}, max "
-      f"{counts.max()}), members with all modes {int((counts == gan.data.num_modes).sum())}"
-      f"/{members}"
-    )
-  return text
+  return samples, members.evaluate_samples(gan, samples)

@@ -23,6 +23,7 @@ import optax
 from jgen.core import parallel, rng
 from jgen.losses import adversarial as losses
 from jgen.run import trace
+from jgen.trainers.members import draw_real, shard_batch
 
 METRIC_NAMES = ("d_loss", "g_loss", "d_real_logit", "d_fake_logit")
 
@@ -59,25 +60,6 @@ def to_sets(gan, x_BxD: jax.Array, order: jax.Array | None) -> jax.Array:
     x_BxD = x_BxD[order]
   sets = x_BxD.reshape(gan.num_sets, gan.set_size, *x_BxD.shape[1:])
   return shard_batch(gan, sets)
-
-
-def shard_batch(gan, x: jax.Array) -> jax.Array:
-  # A population is split over devices by member, so each member's batch stays whole.
-  return parallel.shard_leading_axis(x, gan.mesh) if gan.population == 1 else x
-
-
-def draw_real(gan, root: jax.Array, data, step: jax.Array):
-  """(what the step saw: its indices, or its fresh points; the real batch).
-
-  `data` is the training set on the device, or this step's batch as the host read it.
-  """
-  if gan.sample_indices is None:
-    fresh = gan.data.fresh_batch(rng.step_key(root, rng.Stream.FRESH_DATA, step), gan.batch_size)
-    return fresh, fresh
-  indices = gan.sample_indices(root, step)
-  if gan.data.on_host:  # the host read this step's batch by the same indices
-    return indices, gan.data.from_host(data)
-  return indices, gan.data.gather(data, indices)
 
 
 def generator_forward(gan, g_params, z):
