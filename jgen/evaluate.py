@@ -14,6 +14,14 @@ With --inception_weights (images only; made once by `python -m jgen.inception_we
 also has `inception_fid`, the standard FID on the FID Inception-v3's pool3 features
 (jgen/evals/inception.py), against the same real images. At ~6 GFLOP per image that is hours on
 a CPU for 26,000 + 26,000 images: JAX_PLATFORMS=cuda runs it on a GPU.
+
+A saved checkpoint is scored after training, apart from the run (score_sde's evaluation mode),
+by named evaluators (jgen/datasets/evaluators.py) drawing through the trainer's own sampling
+call, the same for a GAN, a denoiser or flow matching:
+  python -m jgen.evaluate --workdir=W --evals=mixture,precision_recall,memorization \
+    [--num_samples=2500]
+`--evals` lists types, or name=type pairs; the row has `step`, `state_digest` and each
+evaluator's metrics as "<name>/<metric>".
 Prints one JSON object on stdout; errors go to stderr with a non-zero exit.
 """
 
@@ -32,14 +40,22 @@ def define_flags() -> None:
     "data",
     None,
     "What the samples imitate: ring8, grid25 (points) or stacked_digits (images).",
-    required=True,
   )
   flags.DEFINE_string(
     "samples",
     None,
     "A .npy file: float samples [n, 2], or images [n, 8, 8, 3] in [0, 1].",
-    required=True,
   )
+  flags.DEFINE_string(
+    "workdir", None, "Instead of --data/--samples: a run's workdir whose checkpoint to score."
+  )
+  flags.DEFINE_string(
+    "evals",
+    "",
+    "With --workdir: evaluator types (or name=type), comma-separated: mixture, images, "
+    "classifier_fd, precision_recall, memorization, inception_fid.",
+  )
+  flags.DEFINE_integer("num_samples", 2500, "With --workdir: samples each evaluator draws.")
   flags.DEFINE_string("plot", None, "Optionally also write a scatter plot PNG here.")
   flags.DEFINE_string(
     "inception_weights",
@@ -55,6 +71,16 @@ def _note(text: str) -> None:
 
 def main() -> None:
   FLAGS = flags.FLAGS
+  if FLAGS.workdir:
+    from jgen.trainers import scoring
+
+    row = scoring.score_checkpoint(
+      FLAGS.workdir, scoring.parse_evals(FLAGS.evals, FLAGS.num_samples)
+    )
+    print(json.dumps(row, allow_nan=False), flush=True)
+    return
+  if not FLAGS.data or not FLAGS.samples:
+    raise ValueError("give --data and --samples (samples from files), or --workdir (a checkpoint)")
   row, samples = from_files.evaluate_file(FLAGS.data, FLAGS.samples, FLAGS.inception_weights, _note)
   print(json.dumps(row, allow_nan=False), flush=True)
   if FLAGS.plot:

@@ -19,6 +19,9 @@ the generated mode histogram to the data's (PacGAN's reverse KL); detectors, cas
 and studies read that one field. Image rows also keep the name `kl` that docs/images.md
 documents.
 
+Named evaluators (`config.evals`, each on its own schedule and sample count) are
+evaluators.py: they score any trainer's `sample` call against a dataset.
+
 Layering: built from jgen.data (sources, samplers), jgen.evals (metrics) and jgen.viz
 (pictures); imported by trainers, the run loop's callers, replays and studies.
 """

@@ -10,6 +10,9 @@
   latents            what a trained DGN's codes generate (interpolations, fitted densities)
   from_files         `python -m jgen.evaluate`: samples read from .npy files
 
+The named evaluators a config lists (config.evals) are jgen/datasets/evaluators.py, above
+these functions, since they read a dataset's reference data.
+
 Imports jgen.core and jgen.data (its sources), never viz, a trainer, a dataset or a command:
 pictures of these metrics (jgen.evaluate's --plot too) are jgen/viz/plots.py's.
 """

@@ -37,6 +37,10 @@ class Trainer(Protocol):
   picture_dir: str  # WORKDIR/<picture_dir>/step_N.png
   curves: tuple[str, ...]  # what metrics.png draws
   non_finite_hint: str  # what to change when a loss goes non-finite
+  # Named evaluators (config.evals, jgen/datasets/evaluators.py): each is called as
+  # evaluator(trainer, state, root, data) -> row at the logged steps that are multiples of its
+  # `every`, and its row joins the logged one.
+  evaluators: tuple
 
   def init_state(self, root: jax.Array) -> State:
     """The state at step 0, from the run's root key(s)."""
@@ -111,6 +115,7 @@ class TrainerDefaults:
   picture_dir: ClassVar[str] = "samples"
   curves: ClassVar[tuple] = ()
   non_finite_hint: ClassVar[str] = "lower the learning rate"
+  evaluators: ClassVar[tuple] = ()
 
   def step_data(self, config, root, data, start: int, end: int):
     del config, root, start, end

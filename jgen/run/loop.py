@@ -312,6 +312,9 @@ def _loop(session: Session, state, start: int):
     if schedule.should_eval(step):
       last_eval = row
       row.update(_evaluate_and_picture(session, state, step))
+    for evaluator in trainer.evaluators:  # config.evals, each on its own schedule
+      if step % evaluator.every == 0:
+        row.update(evaluator(trainer, _readable(trainer, state), session.root, session.data))
     session.log.write(row)
     for observer in session.observers:
       observer.on_evaluation(row, schedule.num_steps)

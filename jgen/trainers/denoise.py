@@ -67,6 +67,7 @@ class Denoiser(TrainerDefaults):
   population: int
   variants: variants.Variants | None
   mesh: jax.sharding.Mesh
+  evaluators: tuple = ()  # config.evals (jgen/datasets/evaluators.py)
   metric_names: tuple
   decayed: bool  # the optimizer is chain(optimizer, cosine schedule)
   level_power: float  # training levels t = 1 - (1 - u)^level_power, u uniform

@@ -71,6 +71,7 @@ class Gan(TrainerDefaults):
   population: int  # independent members trained in one program (vmap); 1 = a plain run
   variants: variants.Variants | None  # same-shaped hyper-parameter variants among the members
   mesh: jax.sharding.Mesh
+  evaluators: tuple = ()  # config.evals (jgen/datasets/evaluators.py)
   packing: str = "grouped"  # PACKINGS; with "packs", batch_size counts packs
   update_rule: str = "alternating"  # UPDATE_RULES
   g_batch_norm: bool = False  # g_params holds {"params", "batch_stats"}

@@ -13,6 +13,7 @@ import numpy as np
 
 from jgen.core import parallel, rng
 from jgen.data import samplers
+from jgen.datasets import evaluators
 from jgen.run import interface, variants
 
 
@@ -53,6 +54,7 @@ def data_order(config, data, member_variants, convolutional: bool) -> dict:
     "population": config.population.size,
     "variants": member_variants,
     "trace": config.collapse.trace and config.population.size == 1,
+    "evaluators": evaluators.parse(config.get("evals"), config.train.log_every),
     "step_by_step": interface.dispatch_for(convolutional, host_fed=data.on_host).step_by_step,
   }
 

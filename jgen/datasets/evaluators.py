@@ -1,0 +1,184 @@
+"""Named evaluators: what a config lists under `config.evals`, each with its own schedule and
+sample count (big_vision's config.evals), scoring any generator through one sampling call.
+
+  c.evals = ml_collections.ConfigDict({
+    "fd": {"type": "classifier_fd", "every": 1000, "num_samples": 2000},
+    "modes": {"type": "mixture", "every": 200, "num_samples": 2500},
+  })
+
+An evaluator draws `num_samples` samples with `trainer.sample(state, root, n)` (jgen/run/
+interface.py: GANs, flow matching, noise prediction, the discriminator flow alike) at every
+logged step that is a multiple of `every`, and adds its metrics to that row as "<name>/<key>"
+(a population's as lists over members). The rows a config without `evals` writes are the
+dataset's evaluation on train.eval_every, unchanged. jgen/trainers/scoring.py scores a saved
+checkpoint with the same evaluators (`python -m jgen.evaluate --workdir=W --evals=...`).
+
+Types, by name:
+  mixture           2D mixtures: PacGAN's modes, high-quality fraction, reverse KL, diversity
+  images            image data: the dataset's row (modes, KL, classifier features, diversity)
+  classifier_fd     Frechet distance of the digit classifier's features to real images
+  precision_recall  k-NN precision and recall (Kynkaanniemi et al. 2019): points for 2D
+                    mixtures, classifier features for images
+  memorization      the fraction of samples whose nearest training example is under a third
+                    as far as the second nearest (the ratio test of Yoon et al. 2023)
+  inception_fid     the standard FID on Inception-v3 pool3 features; needs
+                    eval.inception_weights (python -m jgen.inception_weights makes them)
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jgen.core import registry
+from jgen.datasets.images import ImageDataset
+from jgen.datasets.mixture import MixtureData
+from jgen.evals import features, images
+
+MEMORIZATION_RATIO = 1 / 3  # nearest / second-nearest training distance below this: a copy
+MAX_TRAIN_COMPARED = 20_000  # training examples a memorization test compares against
+
+
+def _mixture(data, samples, train, eval_config):
+  del train
+  if not isinstance(data, MixtureData):
+    raise ValueError(f"evaluator type 'mixture' needs a 2D mixture, not {data.name}")
+  return data.evaluate(samples, eval_config)
+
+
+def _images(data, samples, train, eval_config):
+  del train
+  if not isinstance(data, ImageDataset):
+    raise ValueError(f"evaluator type 'images' needs image data, not {data.name}")
+  return data.evaluate(samples, eval_config)
+
+
+def _classifier_features(data, samples):
+  if not isinstance(data, ImageDataset) or not data.has_modes:
+    raise ValueError(
+      f"{data.name} has no digit classifier for classifier features; use an image dataset "
+      "with modes (stacked_digits, mnist, stacked_mnist)"
+    )
+  fake = images.classify_channels(data.classifier(), samples)[1]
+  real = images.classify_channels(data.classifier(), data.reference_images(len(samples)))[1]
+  return real, fake
+
+
+def _classifier_fd(data, samples, train, eval_config):
+  del train, eval_config
+  real, fake = _classifier_features(data, samples)
+  return {"classifier_fd": features.fid(real, fake)}
+
+
+def _precision_recall(data, samples, train, eval_config):
+  del eval_config
+  if isinstance(data, MixtureData):
+    real, fake = _training_examples(data, train, len(samples)), samples
+  else:
+    real, fake = _classifier_features(data, samples)
+  precision, recall = features.precision_recall(real, fake)
+  return {"precision": precision, "recall": recall}
+
+
+def _training_examples(data, train, limit: int):
+  """The first `limit` examples of the training set (gathered as the steps gather them)."""
+  train_set, num_train = train
+  if train_set is None or data.on_host:
+    raise ValueError(
+      "this run has no training set on the device to compare with (fresh samples every step, "
+      "or data read on the host)"
+    )
+  return np.asarray(data.gather(train_set, jnp.arange(min(MAX_TRAIN_COMPARED, limit, num_train))))
+
+
+def _memorization(data, samples, train, eval_config):
+  del eval_config
+  train = _training_examples(data, train, MAX_TRAIN_COMPARED)
+  if len(train) < 2:
+    raise ValueError("the memorization test needs at least 2 training examples")
+  flat = lambda x: np.asarray(x, np.float32).reshape(len(x), -1)
+  squared = features.chunked_squared_distances(flat(samples), flat(train))
+  nearest = np.sqrt(np.maximum(np.partition(squared, 1, axis=1)[:, :2], 0.0))
+  copies = nearest[:, 0] < MEMORIZATION_RATIO * nearest[:, 1]
+  return {"memorization_rate": float(copies.mean())}
+
+
+def _inception_fid(data, samples, train, eval_config):
+  del train
+  if not eval_config.get("inception_weights"):
+    raise ValueError(
+      "evaluator type 'inception_fid' needs eval.inception_weights (an .npz made by "
+      "python -m jgen.inception_weights)"
+    )
+  if not isinstance(data, ImageDataset):
+    raise ValueError(f"evaluator type 'inception_fid' needs image data, not {data.name}")
+  from jgen.evals import inception
+
+  real = data.reference_images(len(samples))
+  return inception.inception_fid_row(eval_config.inception_weights, real, samples)
+
+
+TYPES = {
+  "mixture": _mixture,
+  "images": _images,
+  "classifier_fd": _classifier_fd,
+  "precision_recall": _precision_recall,
+  "memorization": _memorization,
+  "inception_fid": _inception_fid,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluator:
+  """One entry of config.evals: `name` prefixes its row keys."""
+
+  name: str
+  type: str
+  every: int
+  num_samples: int
+
+  def score(self, data, samples, train, eval_config) -> dict:
+    """The metrics of one member's `samples` (`train`: its training set and num_train), keys
+    prefixed with the evaluator's name."""
+    row = TYPES[self.type](data, np.asarray(samples), train, eval_config)
+    return {f"{self.name}/{key}": value for key, value in row.items()}
+
+  def __call__(self, trainer, state, root, data) -> dict:
+    """Draws through trainer.sample and scores every member (jgen/run/loop.py calls this)."""
+    samples = trainer.sample(state, root, self.num_samples)
+    train = (data, trainer.num_train)
+    if trainer.population == 1:
+      return self.score(trainer.data, samples, train, trainer.eval_config)
+    rows = [
+      self.score(trainer.data, member, _member(train, index), trainer.eval_config)
+      for index, member in enumerate(samples)
+    ]
+    return {key: [row[key] for row in rows] for key in rows[0]}
+
+
+def _member(train, index: int):
+  train_set, num_train = train
+  return None if train_set is None else jax.tree.map(lambda x: x[index], train_set), num_train
+
+
+def parse(evals_config, log_every: int | None = None) -> tuple[Evaluator, ...]:
+  """The evaluators a config lists (`config.evals`, or None: none); raises ValueError naming
+  the fix for an unknown type, a bad count or a schedule off the log steps."""
+  if not evals_config:
+    return ()
+  found = []
+  for name, spec in sorted(dict(evals_config).items()):
+    registry.choose(f"evals.{name}.type", spec["type"], TYPES)
+    every, num_samples = int(spec["every"]), int(spec["num_samples"])
+    if every < 1 or num_samples < 2:
+      raise ValueError(
+        f"evals.{name} needs every >= 1 and num_samples >= 2, got {every}, {num_samples}"
+      )
+    if log_every is not None and every % log_every:
+      raise ValueError(
+        f"evals.{name}.every={every} must be a multiple of train.log_every={log_every}: an "
+        "evaluation is written into a logged row"
+      )
+    found.append(Evaluator(name, spec["type"], every, num_samples))
+  return tuple(found)
