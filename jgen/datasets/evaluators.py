@@ -146,6 +146,11 @@ class Evaluator:
 
   def __call__(self, trainer, state, root, data) -> dict:
     """Draws through trainer.sample and scores every member (jgen/run/loop.py calls this)."""
+    if not isinstance(getattr(trainer, "data", None), MixtureData | ImageDataset):
+      raise ValueError(
+        f"evaluator {self.name}: {type(trainer).__name__} does not train on a dataset of "
+        "jgen/datasets, so there is no reference data to score its samples against"
+      )
     samples = trainer.sample(state, root, self.num_samples)
     train = (data, trainer.num_train)
     if trainer.population == 1:
