@@ -3,6 +3,7 @@ r"""DGN prior vs Deep Image Prior vs a denoising prior (DPS) on the same degrade
 
   python -m jgen.compare_inverse --config=configs/compare_inverse.py --workdir=runs/inverse
   python -m jgen.compare_inverse --config=configs/compare_inverse.py:runlocal --workdir=W
+  python -m jgen.study --config=configs/compare_inverse.py --workdir=runs/inverse   # the same
 
 The prior is configs/dgn.py on the first 1,024 digits (z_dim 32). Test digits: 16 held out
 (1500..1515, never trained on) and the first 16 training digits. Degradations on 8x8 images:
@@ -42,7 +43,7 @@ def get_config(arg=None):
   arg = config_lib.parse_arg(arg, runlocal=False)
   dip_defaults = dip.get_config()
   c = ml_collections.ConfigDict()
-  c.study_kind = "inverse_comparison"  # so that jgen.study runs it too
+  c.study_kind = "inverse_comparison"  # the study, by name (jgen/studies/__init__.py)
   c.seed = 0
   c.prior = dgn.get_config("n=1024,z_dim=32")
   c.prior.train.num_steps = 8000

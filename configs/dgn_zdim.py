@@ -5,7 +5,7 @@ r"""How small can z be to restore N digits? A DGN sweep over N x z_dim x G width
 
 Every cell is configs/dgn.py (MSE) with its N, z_dim and width, trained for
 max(min_steps, epochs * N / batch) steps. The report gives, per N, the smallest z_dim (and
-the narrowest G at it) for which every one of the N images reaches 40 dB (jgen/studies/zsweep.py).
+the narrowest G at it) for which every one of the N images reaches 40 dB (jgen/studies/dgn_zdim.py).
 `runlocal` is a two-minute smoke grid; its numbers test the code, not the question.
 """
 

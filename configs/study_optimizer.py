@@ -13,14 +13,26 @@ accelerator; `steps=N` shortens every family to N steps (docs/flow.md reports th
 that fitted on the 2-core CPU), `runlocal` runs the whole pipeline in minutes: its numbers
 test the code, not the question.
 
+`--config.study.learning_rates.flow_matching.sgd=0.05` changes one family's rate for one
+optimizer.
+
 Switches after the colon: runlocal, steps=N (0: each family's default), seeds=S, width=W (every
 network of every family W wide; 0: each family's default).
 """
 
 import ml_collections
 
-from configs import dflow, flow, gan, gan_setd
+from configs import dflow, flow, gan, gan_setd, study_sampling_order
 from jgen.core import config as config_lib
+
+# Each family's learning rate per optimizer, which study.lr_multipliers scale: the GANs' are the
+# sampling-order study's pinned values; the denoisers' keep the same ratios (sgd = 10 x
+# momentum = 100 x adam) from their own Adam default, 1e-3.
+GAN_RATES = {
+  name: setting["optimizer"]["learning_rate"]
+  for name, setting in study_sampling_order.OPTIMIZERS.items()
+}
+DENOISER_RATES = {"adam": 1e-3, "momentum": 1e-2, "sgd": 1e-1}
 
 
 def get_config(arg=None):
@@ -41,6 +53,9 @@ def get_config(arg=None):
   c.study.data = "ring8,grid25"
   c.study.seeds = arg.seeds
   c.study.min_high_quality = 0.5  # of a seed's samples, besides every mode captured
+  c.study.learning_rates = ml_collections.ConfigDict(
+    {name: dict(GAN_RATES if name.endswith("gan") else DENOISER_RATES) for name in c.base}
+  )
 
   for base in c.base.values():
     base.unlock()

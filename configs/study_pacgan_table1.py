@@ -3,7 +3,7 @@ r"""PacGAN's Table 1 as one study: m in {1,2,3,4} x {ring8, grid25}, 10 seeds pe
 Each cell is configs/pacgan.py at (data, m) with its seeds trained as one population (one
 vmapped program); the report gives modes, high-quality fraction and reverse KL as mean ±
 standard error over seeds (PacGAN's convention), beside the published values below, and marks
-cells more than 2 combined standard errors from the paper (jgen/studies/table1.py).
+cells more than 2 combined standard errors from the paper (jgen/studies/pacgan_table1.py).
 
   python -m jgen.study --config=configs/study_pacgan_table1.py --workdir=runs/table1
   python -m jgen.study --config=configs/study_pacgan_table1.py:runlocal --workdir=runs/t1_local

@@ -11,14 +11,34 @@ the sampling orders differ.
 The full grid (72 cells x 16 seeds x 30k steps, 100k points; full-batch cells step over all
 100k points) is meant for a GPU or TPU. `runlocal` shrinks everything to run the whole
 pipeline on a 2-core CPU in about 15 minutes: its numbers test the code, not the question.
-Optimizer settings are untuned and pinned here: adam lr 1e-4 beta1 0.8 (PacGAN),
-momentum lr 1e-3 (0.9), sgd lr 1e-2.
+
+`study.settings` says what each name of an axis sets in the base config, so
+`--config.study.settings.optimizers.adam.optimizer.learning_rate=2e-4` changes one optimizer
+of the grid. The optimizers (OPTIMIZERS below) are untuned and pinned; Adam's are PacGAN's.
 """
 
 import ml_collections
 
 from configs import gan
 from jgen.core import config as config_lib
+
+SAMPLERS = {
+  "epoch_shuffle": {"sampler": {"kind": "epoch_shuffle"}},
+  "shuffle_once": {"sampler": {"kind": "shuffle_once"}},
+  "with_replacement": {"sampler": {"kind": "with_replacement"}},
+  "streak2": {"sampler": {"kind": "streak", "streak_length": 2}},
+  "streak8": {"sampler": {"kind": "streak", "streak_length": 8}},
+  "full_batch": {"sampler": {"kind": "full_batch"}},
+}
+OPTIMIZERS = {
+  "adam": {"optimizer": {"name": "adam", "learning_rate": 1e-4, "b1": 0.8}},
+  "momentum": {"optimizer": {"name": "momentum", "learning_rate": 1e-3}},
+  "sgd": {"optimizer": {"name": "sgd", "learning_rate": 1e-2}},
+}
+DISCRIMINATORS = {
+  "per_sample": {"model": {"discriminator": {"name": "mlp"}, "set_size": 1}},
+  "set": {"model": {"discriminator": {"name": "deepsets"}, "set_size": 4}},
+}
 
 
 def get_config(arg=None):
@@ -40,6 +60,9 @@ def get_config(arg=None):
   c.study.discriminators = "per_sample,set"
   c.study.data = "ring8,grid25"
   c.study.population = 16
+  c.study.settings = ml_collections.ConfigDict(
+    {"samplers": SAMPLERS, "optimizers": OPTIMIZERS, "discriminators": DISCRIMINATORS}
+  )
 
   if arg.runlocal:
     c.study.population = 2

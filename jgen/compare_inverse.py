@@ -3,10 +3,9 @@ r"""Inverse problems on digits: a trained DGN as the prior vs Deep Image Prior, 
   python -m jgen.compare_inverse --config=configs/compare_inverse.py --workdir=runs/inverse
   python -m jgen.compare_inverse --config=configs/compare_inverse.py:runlocal --workdir=W
 
-Trains (or resumes) the DGN prior under W/dgn_prior, degrades held-out and training digits
-(denoise, inpaint, superres), restores them with the prior (z, then z and G) and with Deep
-Image Prior, and writes W/table.md, W/table.json and W/examples_<group>_<task>.png
-(jgen/studies/inverse_comparison.py). Prints the table's path.
+The inverse-problem study under its own name: the same as `python -m jgen.study` with this
+config (jgen/studies/inverse_comparison.py), which writes W/table.md, W/table.json and
+W/examples_<group>_<task>.png, and resumes like any study. Prints the table's path.
 """
 
 import os

@@ -2,9 +2,10 @@ r"""Runs a study: a grid of runs (or a comparison) and its report.
 
   python -m jgen.study --config=configs/study_sampling_order.py[:runlocal] --workdir=W
   python -m jgen.study --config=configs/dgn_zdim.py[:runlocal] --workdir=W
+  python -m jgen.study --config=configs/compare_inverse.py[:runlocal] --workdir=W
 
-The config's `study_kind` chooses the study (jgen/studies/__init__.py lists them; without it,
-the sampling-order study). Studies resume: a finished cell is never rerun, and the report is
+The config's `study_kind` chooses the study (jgen/studies/__init__.py; without it, the
+sampling-order study). Studies resume: a finished cell is never rerun, and the report is
 rewritten after every cell. A rerun with another config is refused, naming the keys
 (W/study_config.json records the study's; jgen/studies/runner.py says which keys may change).
 SIGTERM or Ctrl-C stops the study after the current chunk or cell, with its checkpoint or

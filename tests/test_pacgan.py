@@ -16,7 +16,7 @@ from jgen.core import jsonl, rng
 from jgen.models import maxout
 from jgen.models.mlp import BatchNorm
 from jgen.run import trace
-from jgen.studies import table1
+from jgen.studies import pacgan_table1 as table1
 from jgen.trainers import gan as gan_trainer
 from jgen.trainers import gan_step
 

@@ -19,8 +19,8 @@ from jgen.data import digits
 from jgen.evals import fidelity
 from jgen.evals import latents as dgn_eval
 from jgen.losses import inverse, reconstruction
+from jgen.studies import dgn_zdim as dgn_study
 from jgen.studies import inverse_comparison
-from jgen.studies import zsweep as dgn_study
 from jgen.trainers import dgn as dgn_trainer
 
 

@@ -8,6 +8,7 @@ import pytest
 from configs import compare_inverse, dgn_zdim, study_sampling_order
 from jgen import studies
 from jgen.core import registry
+from jgen.studies import runner, stats
 from jgen.studies import sampling_order as study
 from jgen.trainers import gan as gan_trainer
 
@@ -48,7 +49,7 @@ def test_the_full_grid_has_72_cells_and_each_cell_config_differs_only_in_its_fac
 
 
 def test_unknown_names_in_the_grid_are_refused():
-  with pytest.raises(ValueError, match="valid: epoch_shuffle, shuffle_once"):
+  with pytest.raises(ValueError, match=r"unknown \['sorted'\]; valid: epoch_shuffle, full_batch"):
     study.cells(tiny_study(samplers="epoch_shuffle,sorted"))
 
 
@@ -60,10 +61,59 @@ def test_member_outcomes_from_population_rows():
      "reverse_kl": [0.0, 0.5], "high_quality": [0.9, 0.8], "diversity": [1.0, 0.9]},
   ]  # fmt: skip
   config = study_sampling_order.get_config().base.collapse
-  first, second = study.member_outcomes(rows, config)
+  first, second = stats.member_outcomes(rows, config)
   assert (first["collapsed"], first["time_to_collapse"]) == (False, None)
   assert (second["collapsed"], second["time_to_collapse"], second["modes"]) == (True, 20, 5)
   assert second["modes_over_time"] == [[10, 8], [20, 5]]
+  assert list(second) == list(stats.OUTCOME_ORDER)  # outcome.json's order
+  # A single run's rows hold plain values: one member, the same outcome as in a population.
+  single = [{k: v if k == "step" else v[1] for k, v in row.items()} for row in rows]
+  assert stats.member_outcomes(single, config) == [{**second, "seed_offset": 0}]
+  # Without a detector config: the final measures and modes over time only (Table 1's).
+  (plain,) = stats.member_outcomes(single)
+  assert list(plain) == ["seed_offset", "modes", "high_quality", "reverse_kl", "modes_over_time"]
+
+
+def test_a_grid_axis_is_parsed_one_way_for_every_study():
+  config = study_sampling_order.get_config()
+  assert runner.axis(config, "study.optimizers", config.study.settings.optimizers) == [
+    "adam",
+    "momentum",
+    "sgd",
+  ]
+  numbers = {"sizes": " 4, 1,", "rates": "0.5,3", "zero": "1,0", "word": "1,x", "twice": "2,2"}
+  numbers = {"study": {**numbers, "data": ",", "inf": "1,inf"}}
+  assert runner.axis(numbers, "study.sizes", number=int) == [4, 1]
+  assert runner.axis(numbers, "study.rates", number=float) == [0.5, 3.0]
+  for key, kind in (("zero", int), ("word", int), ("inf", float)):
+    with pytest.raises(ValueError, match=rf"study\.{key} must be comma-separated {kind.__name__}"):
+      runner.axis(numbers, f"study.{key}", number=kind)
+  with pytest.raises(ValueError, match=r"study\.twice lists 2 more than once"):
+    runner.axis(numbers, "study.twice", number=int)
+  with pytest.raises(ValueError, match=r"study\.data is empty"):
+    runner.axis(numbers, "study.data")
+
+
+def test_a_record_lacking_keys_is_no_change_only_where_every_cell_on_disk_shows_them(tmp_path):
+  """Keys of the config that the record lacks are checked against each cell's own record."""
+  config = tiny_study()
+  run = study.cell_config(config, study.cells(config)[0])
+  cell_dir = tmp_path / "cells" / "a"
+  cell_dir.mkdir(parents=True)
+  record = json.loads(json.dumps(config.to_dict()))
+  del record["study"]["settings"]
+  (tmp_path / runner.CONFIG_FILE).write_text(json.dumps(record))
+  (cell_dir / "outcome.json").write_text("{}")  # a cell that is not a run: nothing shows them
+  with pytest.raises(ValueError, match=r"cells on disk trained otherwise: a \(no readable config"):
+    runner.check_config(str(tmp_path), config, cell_configs={"a": run})
+  (cell_dir / "config.json").write_text(json.dumps(run.to_dict()))
+  other = study.cell_config(config, study.cells(config)[1])
+  with pytest.raises(ValueError, match=r"a \(sampler.kind: 'epoch_shuffle' -> 'with_replace"):
+    runner.check_config(str(tmp_path), config, cell_configs={"a": other})
+  runner.check_config(str(tmp_path), config, cell_configs={"a": run})
+  assert json.loads((tmp_path / runner.CONFIG_FILE).read_text()) == json.loads(
+    json.dumps(config.to_dict())
+  )
 
 
 def _synthetic(sampler, collapsed_flags):
@@ -104,13 +154,13 @@ def test_report_statistics_on_synthetic_outcomes_with_known_answers():
 def test_studies_are_chosen_by_the_config_name():
   for config, module in (
     (study_sampling_order.get_config(), "sampling_order"),
-    (dgn_zdim.get_config(), "zsweep"),
+    (dgn_zdim.get_config(), "dgn_zdim"),
     (compare_inverse.get_config(), "inverse_comparison"),
   ):
     chosen = studies.get_study(studies.study_name(config))
     assert chosen.__name__ == f"jgen.studies.{module}"
     assert callable(chosen.run_study) and chosen.REPORT_FILE.endswith(".md")
-  # A config without study_kind is the sampling-order study, as before the key existed.
+  # A config without study_kind is the sampling-order study.
   assert studies.study_name({}) == "sampling_order"
   valid = "dgn_zdim, inverse_comparison, optimizer_sensitivity, pacgan_table1, sampling_order"
   with pytest.raises(registry.UnknownNameError, match=valid):

@@ -1,11 +1,11 @@
-"""Studies and pictures that survive (issue 18): each fault is first produced on disk, then the
+"""Studies and pictures that survive: each fault is first produced on disk, then the
 study (or the picture) shows what it does now: nothing lost, one line naming the file and the
 fix, and a resumed study whose cells equal an uninterrupted one's.
 
-Faults: a rerun with another config (a missing cell would have trained with it); a damaged
-study_config.json; SIGTERM and SIGINT during a cell's last chunk; a full disk under every
-picture writer, under a study's report and under a run's evaluation; an outcome.json holding
-binary, `{}` or a list.
+Faults: a rerun with another config (a missing cell would have trained with it); a record that
+lacks keys the config has; a damaged study_config.json; SIGTERM and SIGINT during a cell's last
+chunk; a full disk under every picture writer, under a study's report and under a run's
+evaluation; an outcome.json holding binary, `{}` or a list.
 """
 
 import builtins
@@ -110,6 +110,34 @@ def test_a_rerun_with_another_config_is_refused_naming_the_keys(finished, tmp_pa
   _no_training(monkeypatch)
   report = study.run_study(allowed, work_dir)
   assert [cell["sampler"] for cell in report["blocks"][0]["cells"]] == ["epoch_shuffle"]
+
+
+def test_a_record_lacking_the_grids_settings_resumes_when_its_cells_were_trained_with_them(
+  finished, tmp_path, monkeypatch
+):
+  """A config may gain keys (here the settings each name of the grid stands for): the cells on
+  disk show what they were trained with, so the record gains the keys if they agree."""
+  work_dir = _copy(finished, tmp_path)
+  path = os.path.join(work_dir, "study_config.json")
+  record = json.loads(_file(path))
+  del record["study"]["settings"]
+  with open(path, "w") as f:
+    json.dump(record, f)
+  before = _files(work_dir)
+  changed = tiny_study()
+  changed.study.settings.optimizers.adam.optimizer.learning_rate = 2e-4
+  with pytest.raises(ValueError) as info:
+    study.run_study(changed, work_dir)
+  message = _one_line(str(info.value))
+  assert (
+    f"(cells on disk trained otherwise: {FIRST} (optimizer.learning_rate: 0.0001 -> 0.0002)"
+    in (message)
+  )
+  assert _files(work_dir) == before
+  _no_training(monkeypatch)
+  study.run_study(tiny_study(), work_dir)
+  assert json.loads(_file(path)) == json.loads(json.dumps(tiny_study().to_dict()))
+  _assert_same_study(work_dir, finished)
 
 
 @pytest.mark.parametrize("content", [b"\x80\x81\xfe", b"[1, 2]", b'{"study": '])

@@ -1,40 +1,36 @@
 """Studies: grids and comparisons of many runs, chosen by name like trainers.
 
-A study config names its study in `study_kind` (default "sampling_order"):
-  sampling_order      does the order of data decide collapse? (sampling_order.py)
-  dgn_zdim            how small can a DGN's z be? (zsweep.py)
-  inverse_comparison  DGN prior vs Deep Image Prior (and a denoising prior) on degraded digits
-                      (inverse_comparison.py)
-  optimizer_sensitivity  which generator family is insensitive to the optimizer?
-                      (optimizer_sensitivity.py)
-  pacgan_table1       PacGAN's Table 1 beside the published values (table1.py)
-speed.py is the library of `python -m jgen.benchmark` (not a study chosen by name).
-Each study module has `run_study(config, workdir) -> report` and `REPORT_FILE`, the report's
-name under the workdir. stats.py holds their statistics and runner.py their resumable cells.
+A study is one module here, named as the study, which a config names in `study_kind`
+(default "sampling_order"), so adding a study adds no line anywhere else; `names()` lists them.
+Each has `run_study(config, workdir) -> report` and `REPORT_FILE`, the report's name under the
+workdir. The modules in KIT are not studies: runner.py (a grid's axes, its resumable cells, the
+study's record), stats.py (each member's outcome, intervals and tests) and speed.py (the
+library of `python -m jgen.benchmark`).
 
 Studies may import trainers and everything below them; nothing in the library imports a
 study. Only the commands (jgen.study, jgen.compare_inverse, jgen.benchmark) import this package.
 """
 
 import importlib
+import pkgutil
 
 from jgen.core import registry
 
 DEFAULT = "sampling_order"
-_STUDIES = {
-  "sampling_order": "jgen.studies.sampling_order",
-  "dgn_zdim": "jgen.studies.zsweep",
-  "inverse_comparison": "jgen.studies.inverse_comparison",
-  "optimizer_sensitivity": "jgen.studies.optimizer_sensitivity",
-  "pacgan_table1": "jgen.studies.table1",
-}
+KIT = ("runner", "speed", "stats")
+
+
+def names() -> list[str]:
+  """Every study's name: the modules of this package outside KIT."""
+  return sorted(module.name for module in pkgutil.iter_modules(__path__) if module.name not in KIT)
 
 
 def get_study(name: str):
   """The study module; it has `run_study(config, workdir)` and `REPORT_FILE`."""
-  return importlib.import_module(registry.choose("study", name, _STUDIES))
+  table = {study: f"{__name__}.{study}" for study in names()}
+  return importlib.import_module(registry.choose("study", name, table))
 
 
 def study_name(config) -> str:
-  """The study a config asks for (configs without `study_kind` are the sampling-order study)."""
+  """The study a config asks for in `study_kind` (without one, the sampling-order study)."""
   return config.get("study_kind", DEFAULT)

@@ -15,8 +15,13 @@ configs/compare_inverse.py.
    time-conditioned U-Net) trained under W/denoise_prior on the DGN prior's training digits,
    then diffusion posterior sampling (DPS, Chung et al. 2023) for each y; `dps` is the PSNR of
    the mean of `dps_samples` posterior samples.
-Writes W/table.md and W/table.json (mean PSNR per task, method and image group) and
-W/examples_<group>_<task>.png (clean, degraded, dgn_z, dgn_z+G, dip, dps).
+Each (image group, task) is a cell of the study (jgen/studies/runner.py): it ends with
+W/cells/<group>-<task>/outcome.json (its mean PSNR per method) and is never rerun, and after
+every cell W/table.md and W/table.json (mean PSNR per task, method and image group) are
+rewritten. W/examples_<group>_<task>.png shows clean, degraded, dgn_z, dgn_z+G, dip and dps.
+
+The methods use the DGN's and the noise predictor's own pieces (G's decoder, the code table, the
+denoising network), so this study imports those two trainers rather than choosing by name.
 """
 
 import collections
@@ -43,7 +48,9 @@ from jgen.trainers import dgn as dgn_trainer
 from jgen.viz import imgrid
 
 METHODS = ("input", "dgn_z", "dgn_z+G", "dip", "dip_best", "dps")
+GROUPS = ("held_out", "train")  # digits never trained on, and as many training digits
 REPORT_FILE = "table.md"
+OUTCOME_KEYS = ("psnr",)  # what the table reads of a cell's outcome.json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,6 +225,18 @@ class DigitsSource:
     return train_set[indices_B]
 
 
+def train_dgn_prior(config, work_dir: str):
+  """(the trained DGN prior's Dgn, its state) of config.prior, trained under W/dgn_prior."""
+  prior_dir = os.path.join(work_dir, "dgn_prior")
+  dgn_trainer.train_and_evaluate(config.prior, prior_dir)
+  dgn, _, _ = dgn_trainer.build(config.prior)
+  like = dgn_trainer.init_state(dgn, rng.root_key(config.prior.seed))
+  ckpts = checkpoints.Checkpoints(prior_dir, keep=config.prior.train.keep_checkpoints)
+  state = ckpts.restore(ckpts.latest_step(), like=like)
+  ckpts.close()
+  return dgn, state
+
+
 def train_denoise_prior(config, work_dir: str):
   """(the trained noise predictor's Denoiser, its parameters) of config.denoise_prior."""
   data = ImageDataset(DigitsSource())
@@ -257,16 +276,22 @@ def dps_fit(den, params, key, task, y_K, masks_K, image_shape, settings):
   return jax.jit(jax.vmap(one))(y_K, masks_K, keys)
 
 
+def cells(config) -> list[dict]:
+  """One cell per image group and task, group-major: {name, group, task}."""
+  return [
+    {"name": f"{group}-{task}", "group": group, "task": task}
+    for group in GROUPS
+    for task in runner.axis(config, "tasks", inverse.TASKS)
+  ]
+
+
 def run_study(config, work_dir: str) -> dict:
-  """Trains the prior, fits every problem by both methods, writes the table; returns it."""
-  os.makedirs(work_dir, exist_ok=True)
-  prior_dir = os.path.join(work_dir, "dgn_prior")
-  dgn_trainer.train_and_evaluate(config.prior, prior_dir)
-  dgn, _, _ = dgn_trainer.build(config.prior)
-  like = dgn_trainer.init_state(dgn, rng.root_key(config.prior.seed))
-  ckpts = checkpoints.Checkpoints(prior_dir, keep=config.prior.train.keep_checkpoints)
-  state = ckpts.restore(ckpts.latest_step(), like=like)
-  ckpts.close()
+  """Fits every unfinished cell by each method (training or resuming the priors first),
+  rewriting the table after each; returns it: {"<group>/<task>": {method: mean PSNR}}."""
+  settings = Settings.from_config(config)
+  if settings.dip_steps % settings.dip_eval_every or settings.dip_eval_every % UNROLL:
+    raise ValueError(f"dip_steps must be a multiple of dip_eval_every, a multiple of {UNROLL}")
+  grid = cells(config)
   images = digits.load_digits()[0]
   k = config.num_images
   groups = {
@@ -277,49 +302,68 @@ def run_study(config, work_dir: str) -> dict:
   net = SkipNet(
     out_channels=1, channels=tuple(config.dip_channels), skip_channels=config.dip_skip_channels
   )
-  settings = Settings.from_config(config)
-  if settings.dip_steps % settings.dip_eval_every or settings.dip_eval_every % UNROLL:
-    raise ValueError(f"dip_steps must be a multiple of dip_eval_every, a multiple of {UNROLL}")
-  prior, prior_params = train_denoise_prior(config, work_dir)
-  results = {}
-  for group, clean_K in groups.items():
-    problems = make_problems(config, clean_K, jax.random.fold_in(root, len(group)))
-    for task, (y_K, masks_K) in problems.items():
-      z_only, both = dgn_fit(dgn, state.g_params, state.latents, task, y_K, masks_K, settings)
-      dip_out, dip_best = dip_fit(
-        net, jax.random.fold_in(root, 1000), task, y_K, masks_K, clean_K, settings
-      )
-      dps = dps_fit(
-        prior,
-        prior_params,
-        jax.random.fold_in(root, 2000),
-        task,
-        y_K,
-        masks_K,
-        clean_K.shape[1:],
-        settings,
-      )
-      degraded = inverse.degraded_view(operator(task, masks_K, config.factor), y_K, config.factor)
-      psnrs = {
-        "input": fidelity.psnr(degraded, clean_K),
-        "dgn_z": fidelity.psnr(z_only, clean_K),
-        "dgn_z+G": fidelity.psnr(both, clean_K),
-        "dip": fidelity.psnr(dip_out, clean_K),
-        "dip_best": dip_best,
-        "dps": fidelity.psnr(dps, clean_K),
-      }
-      results[f"{group}/{task}"] = {m: float(jnp.mean(v)) for m, v in psnrs.items()}
-      logging.info("%s/%s: %s", group, task, results[f"{group}/{task}"])
-      shown = min(8, k)
-      imgrid.save_grid(
-        os.path.join(work_dir, f"examples_{group}_{task}.png"),
-        [list(np.asarray(a[:shown])) for a in (clean_K, degraded, z_only, both, dip_out, dps)],
-        ["clean", "degraded", "dgn_z", "dgn_z+G", "dip", "dps"],
-        f"{group} digits, {task}",
-      )
-  runner.write_json(os.path.join(work_dir, "table.json"), results, indent=1)
-  runner.write_text(os.path.join(work_dir, REPORT_FILE), table_markdown(results, config))
-  return results
+  priors, problems = {}, {}  # made when the first unfinished cell needs them
+
+  def fit_cell(cell, _, cell_dir):
+    if not priors:
+      priors["dgn"], priors["state"] = train_dgn_prior(config, work_dir)
+      priors["denoiser"], priors["params"] = train_denoise_prior(config, work_dir)
+    dgn, state, prior, prior_params = (priors[k] for k in ("dgn", "state", "denoiser", "params"))
+    group, task = cell["group"], cell["task"]
+    clean_K = groups[group]
+    if group not in problems:  # a task's key is salted by its place in config.tasks
+      problems[group] = make_problems(config, clean_K, jax.random.fold_in(root, len(group)))
+    y_K, masks_K = problems[group][task]
+    z_only, both = dgn_fit(dgn, state.g_params, state.latents, task, y_K, masks_K, settings)
+    dip_out, dip_best = dip_fit(
+      net, jax.random.fold_in(root, 1000), task, y_K, masks_K, clean_K, settings
+    )
+    dps = dps_fit(
+      prior,
+      prior_params,
+      jax.random.fold_in(root, 2000),
+      task,
+      y_K,
+      masks_K,
+      clean_K.shape[1:],
+      settings,
+    )
+    degraded = inverse.degraded_view(operator(task, masks_K, config.factor), y_K, config.factor)
+    psnrs = {
+      "input": fidelity.psnr(degraded, clean_K),
+      "dgn_z": fidelity.psnr(z_only, clean_K),
+      "dgn_z+G": fidelity.psnr(both, clean_K),
+      "dip": fidelity.psnr(dip_out, clean_K),
+      "dip_best": dip_best,
+      "dps": fidelity.psnr(dps, clean_K),
+    }
+    psnr = {m: float(jnp.mean(v)) for m, v in psnrs.items()}
+    logging.info("%s/%s: %s", group, task, psnr)
+    shown = min(8, k)
+    imgrid.save_grid(
+      os.path.join(work_dir, f"examples_{group}_{task}.png"),
+      [list(np.asarray(a[:shown])) for a in (clean_K, degraded, z_only, both, dip_out, dps)],
+      ["clean", "degraded", "dgn_z", "dgn_z+G", "dip", "dps"],
+      f"{group} digits, {task}",
+    )
+    return {"cell": cell, "psnr": psnr}
+
+  def write_report(finished):
+    results = {f"{cell['group']}/{cell['task']}": outcome["psnr"] for cell, outcome in finished}
+    runner.write_json(os.path.join(work_dir, "table.json"), results, indent=1)
+    runner.write_text(os.path.join(work_dir, REPORT_FILE), table_markdown(results, config))
+    return results
+
+  return runner.run_cells(
+    work_dir,
+    grid,
+    [None] * len(grid),  # its cells are fits, not runs
+    fit_cell,
+    write_report,
+    "Inverse problems",
+    study_config=config,
+    outcome_keys=OUTCOME_KEYS,
+  )
 
 
 def table_markdown(results: dict, config) -> str:

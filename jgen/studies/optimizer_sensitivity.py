@@ -5,11 +5,11 @@ configs/study_optimizer.py. Families: the per-sample GAN (configs/gan.py), the s
 (configs/flow.py:objective=noise_prediction) and the discriminator flow (configs/dflow.py),
 each from its own config (its default model, loss, sampler and Adam settings). For every
 family, optimizer {adam, momentum, sgd} and data set, one population trains the learning
-rates `study.lr_multipliers` x the family's default learning rate for that optimizer as
-variants (jgen/run/variants.py), `study.seeds` seeds each, so every learning rate sees the
-same seeds. If a member's loss goes non-finite the run loop stops the whole population; the
-cell then reruns each learning rate as its own population, and a rate that diverges again
-counts every seed as a failure (`diverged` in its outcome).
+rates `study.lr_multipliers` x the family's learning rate for that optimizer
+(`study.learning_rates`) as variants (jgen/run/variants.py), `study.seeds` seeds each, so every
+learning rate sees the same seeds. If a member's loss goes non-finite the run loop stops the
+whole population; the cell then reruns each learning rate as its own population, and a rate
+that diverges again counts every seed as a failure (`diverged` in its outcome).
 
 A seed *succeeds* when its final evaluation captures every mode (PacGAN: at least one
 high-quality sample per mode) with at least `study.min_high_quality` of its samples of high
@@ -19,125 +19,93 @@ intervals (the seeds of one cell share its settings, so the seed interval treats
 independent trials; read it as a summary, not a test).
 """
 
-import copy
 import os
 
-import ml_collections
-
-from jgen.core import config as config_lib
 from jgen.core import jsonl
 from jgen.run import loop
-from jgen.studies import runner, sampling_order, stats
-from jgen.trainers import denoise
-from jgen.trainers import gan as gan_trainer
+from jgen.studies import runner, stats
 
 REPORT_FILE = "report.md"
 # Study keys that may change on a rerun (jgen/studies/runner.py): families, optimizers and data
 # choose the cells of the grid; the success threshold is applied by the report.
 RESUMABLE_CHANGES = ("study.families", "study.optimizers", "study.data", "study.min_high_quality")
 OUTCOME_KEYS = ("by_rate",)  # what the report reads of a cell's outcome.json
-FAMILIES = (
-  "per_sample_gan",
-  "set_gan",
-  "flow_matching",
-  "noise_prediction",
-  "discriminator_flow",
-)
-OPTIMIZERS = ("adam", "momentum", "sgd")
-# The family's default learning rate per optimizer: the GANs' are the sampling-order study's
-# pinned values (configs/study_sampling_order.py); the denoisers' keep the same ratios
-# (sgd = 10 x momentum = 100 x adam) from their own Adam default, 1e-3.
-GAN_RATES = {"adam": 1e-4, "momentum": 1e-3, "sgd": 1e-2}
-DENOISER_RATES = {"adam": 1e-3, "momentum": 1e-2, "sgd": 1e-1}
-
-
-def default_rate(family: str, optimizer: str) -> float:
-  return (GAN_RATES if family.endswith("gan") else DENOISER_RATES)[optimizer]
-
-
-def _names(text: str, valid, what: str) -> list[str]:
-  names = [name for name in text.split(",") if name]
-  unknown = [name for name in names if valid is not None and name not in valid]
-  if unknown or not names:
-    raise ValueError(
-      f"study.{what}: unknown or empty {unknown or names}; valid: {', '.join(valid or ['any'])}"
-    )
-  return names
 
 
 def multipliers(config) -> list[float]:
-  values = [float(v) for v in _names(config.study.lr_multipliers, None, "lr_multipliers")]
-  if min(values) <= 0:
-    raise ValueError(f"study.lr_multipliers must be > 0, got {values}")
-  return values
+  return runner.axis(config, "study.lr_multipliers", number=float)
 
 
 def cells(config) -> list[dict]:
   """One population per (family, optimizer, data): {name, family, optimizer, data}."""
+  families = runner.axis(config, "study.families", config.base)
+  rates = config.study.learning_rates
+  every_family_has = [
+    name for name in rates[families[0]] if all(name in rates[f] for f in families)
+  ]
   return [
     {"name": f"{family}-{optimizer}-{data}", "family": family, "optimizer": optimizer, "data": data}
-    for family in _names(config.study.families, FAMILIES, "families")
-    for optimizer in _names(config.study.optimizers, OPTIMIZERS, "optimizers")
-    for data in _names(config.study.data, None, "data")
+    for family in families
+    for optimizer in runner.axis(config, "study.optimizers", every_family_has)
+    for data in runner.axis(config, "study.data")
   ]
 
 
-def run_config(config, cell: dict, rates: list[float]) -> ml_collections.ConfigDict:
+def cell_rates(config, cell: dict) -> list[float]:
+  """The cell's learning rates: study.lr_multipliers x the family's rate for its optimizer."""
+  default = config.study.learning_rates[cell["family"]][cell["optimizer"]]
+  return [m * default for m in multipliers(config)]
+
+
+def run_config(config, cell: dict, rates: list[float]):
   """The family's base config for `cell`, its learning rates as variants of one population."""
-  run = copy.deepcopy(config.base[cell["family"]])
-  run.unlock()
-  seeds = config.study.seeds
-  overrides = {
-    "data.name": cell["data"],
-    "optimizer.name": cell["optimizer"],
-    "optimizer.learning_rate": rates[0],
-    "population.size": seeds * len(rates),
-    "population.variants": (
-      "optimizer.learning_rate=" + "|".join(repr(r) for r in rates) if len(rates) > 1 else ""
-    ),
-    "collapse.trace": False,
-  }
-  for path, value in overrides.items():
-    config_lib.apply_override(run, f"{path}={value}")
-  if len(rates) == 1 and seeds == 1:
-    run.population.size = 1
-  run.lock()
-  return run
-
-
-def _trainer(run):
-  return gan_trainer if run.trainer == "gan" else denoise
+  return runner.cell_config(
+    config.base[cell["family"]],
+    {
+      "data.name": cell["data"],
+      "optimizer.name": cell["optimizer"],
+      "optimizer.learning_rate": rates[0],
+      "population.size": config.study.seeds * len(rates),
+      "population.variants": (
+        "optimizer.learning_rate=" + "|".join(repr(r) for r in rates) if len(rates) > 1 else ""
+      ),
+      "collapse.trace": False,
+    },
+  )
 
 
 def _train(run, cell_dir: str, rates: list[float], seeds: int) -> list[dict]:
   """Trains one population; per learning rate, its seeds' outcomes."""
-  _trainer(run).train_and_evaluate(run, cell_dir)
+  runner.train(run, cell_dir)
   rows = jsonl.read_rows(os.path.join(cell_dir, "metrics.jsonl"))
-  if run.population.size == 1:  # a single member's row holds plain values
-    rows = [{k: [v] if k != "step" else v for k, v in row.items()} for row in rows]
-  members = sampling_order.member_outcomes(rows, run.collapse)
+  members = stats.member_outcomes(rows, run.collapse)
   return [
     {"lr": rate, "diverged": False, "seeds": members[i * seeds : (i + 1) * seeds]}
     for i, rate in enumerate(rates)
   ]
 
 
-def train_cell(config, cell: dict, cell_dir: str) -> dict:
-  seeds = config.study.seeds
-  rates = [m * default_rate(cell["family"], cell["optimizer"]) for m in multipliers(config)]
+def train_cell(config, cell: dict, run, cell_dir: str) -> dict:
+  """Trains the cell's population `run`; if it stops on a non-finite loss, each rate alone."""
+  seeds, rates = config.study.seeds, cell_rates(config, cell)
   try:
-    by_rate = _train(run_config(config, cell, rates), cell_dir, rates, seeds)
+    by_rate = _train(run, cell_dir, rates, seeds)
   except loop.NonFiniteError as error:
     by_rate = []
-    for rate in rates:  # one population per rate: a divergent rate no longer stops the rest
+    for rate in rates:  # one population per rate: a divergent rate does not stop the rest
       try:
         by_rate += _train(
           run_config(config, cell, [rate]), os.path.join(cell_dir, f"lr_{rate:g}"), [rate], seeds
         )
       except loop.NonFiniteError as alone:
-        by_rate.append({"lr": rate, "diverged": str(alone).split(";")[0], "seeds": []})
-    by_rate = [dict(entry, population_error=str(error).split(";")[0]) for entry in by_rate]
+        by_rate.append({"lr": rate, "diverged": _where(alone), "seeds": []})
+    by_rate = [dict(entry, population_error=_where(error)) for entry in by_rate]
   return {"cell": cell, "by_rate": by_rate}
+
+
+def _where(error: loop.NonFiniteError) -> str:
+  """The step and metrics at which a run went non-finite, as its outcome records them."""
+  return f"non-finite loss at step {error.step} ({error.values})"
 
 
 def seed_succeeds(outcome: dict, min_high_quality: float) -> bool:
@@ -189,18 +157,7 @@ def build_report(finished, config) -> dict:
     for name, counts in families.items()
     for c, s, m in [(counts["cells"], counts["seeds"], counts["all_modes"])]
   }
-  return _finite_or_none({"families": summary, "cells": rows})
-
-
-def _finite_or_none(value):
-  """NaN (the mean of a diverged cell's no seeds) as None, so report.json is valid JSON."""
-  if isinstance(value, float) and value != value:
-    return None
-  if isinstance(value, dict):
-    return {k: _finite_or_none(v) for k, v in value.items()}
-  if isinstance(value, list):
-    return [_finite_or_none(v) for v in value]
-  return value
+  return stats.finite_or_none({"families": summary, "cells": rows})
 
 
 def report_markdown(report: dict, config) -> str:
@@ -248,15 +205,10 @@ def report_markdown(report: dict, config) -> str:
 def run_study(config, work_dir: str) -> dict:
   """Trains every unfinished cell, rewriting the report after each; returns the report."""
   grid = cells(config)
-  rates = multipliers(config)
-  for cell in grid:  # every cell's config is validated before the first one trains
-    run = run_config(
-      config, cell, [m * default_rate(cell["family"], cell["optimizer"]) for m in rates]
-    )
-    (gan_trainer.Gan if run.trainer == "gan" else denoise.Denoiser).from_config(run)
+  configs = [run_config(config, cell, cell_rates(config, cell)) for cell in grid]
 
   def write_report(finished):
-    report = build_report([(cell, outcome) for cell, outcome in finished], config)
+    report = build_report(finished, config)
     runner.write_json(os.path.join(work_dir, "report.json"), report, indent=1, allow_nan=False)
     runner.write_text(os.path.join(work_dir, REPORT_FILE), report_markdown(report, config))
     return report
@@ -264,8 +216,8 @@ def run_study(config, work_dir: str) -> dict:
   return runner.run_cells(
     work_dir,
     grid,
-    [config] * len(grid),
-    lambda cell, study_config, cell_dir: train_cell(study_config, cell, cell_dir),
+    configs,
+    lambda cell, run, cell_dir: train_cell(config, cell, run, cell_dir),
     write_report,
     "Optimizer study",
     study_config=config,

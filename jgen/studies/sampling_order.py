@@ -1,6 +1,7 @@
 """The sampling-order study: does the order of data (and the optimizer) decide collapse?
 
-configs/study_sampling_order.py. Each cell (data x discriminator x optimizer x sampler) trains
+configs/study_sampling_order.py. Each cell (data x discriminator x optimizer x sampler: what
+each name sets in the base config is the config's `study.settings`) trains
 `study.population` seeds in one program under W/cells/NAME/ and ends with
 W/cells/NAME/outcome.json. A cell with an outcome is never rerun; an interrupted cell resumes
 from its checkpoint (it is an ordinary run). After every cell, W/report.json, W/report.md and
@@ -17,30 +18,10 @@ import os
 
 import ml_collections
 
-from jgen.collapse import detectors as collapse
-from jgen.core import config as config_lib
 from jgen.core import jsonl
 from jgen.studies import runner, stats
-from jgen.trainers import gan as gan_trainer
 from jgen.viz.plots import new_figure, save_figure
 
-SAMPLERS = {
-  "epoch_shuffle": {"sampler.kind": "epoch_shuffle"},
-  "shuffle_once": {"sampler.kind": "shuffle_once"},
-  "with_replacement": {"sampler.kind": "with_replacement"},
-  "streak2": {"sampler.kind": "streak", "sampler.streak_length": 2},
-  "streak8": {"sampler.kind": "streak", "sampler.streak_length": 8},
-  "full_batch": {"sampler.kind": "full_batch"},
-}
-OPTIMIZERS = {
-  "adam": {"optimizer.name": "adam", "optimizer.learning_rate": 1e-4, "optimizer.b1": 0.8},
-  "momentum": {"optimizer.name": "momentum", "optimizer.learning_rate": 1e-3},
-  "sgd": {"optimizer.name": "sgd", "optimizer.learning_rate": 1e-2},
-}
-DISCRIMINATORS = {
-  "per_sample": {"model.discriminator.name": "mlp", "model.set_size": 1},
-  "set": {"model.discriminator.name": "deepsets", "model.set_size": 4},
-}
 FACTORS = ("data", "discriminator", "optimizer", "sampler")
 REPORT_FILE = "report.md"
 # Study keys that may change on a rerun (jgen/studies/runner.py): they choose which cells the
@@ -49,66 +30,27 @@ RESUMABLE_CHANGES = ("study.data", "study.discriminators", "study.optimizers", "
 OUTCOME_KEYS = ("outcomes",)  # what the report reads of a cell's outcome.json
 
 
-def _names(text: str, table: dict | None, what: str) -> list[str]:
-  names = [name for name in text.split(",") if name]
-  unknown = [name for name in names if table is not None and name not in table]
-  if unknown or not names:
-    valid = ", ".join(table) if table else "any"
-    raise ValueError(f"study.{what}: unknown or empty {unknown or names}; valid: {valid}")
-  return names
-
-
 def cells(config: ml_collections.ConfigDict) -> list[dict]:
   """Every cell of the grid: {name, data, discriminator, optimizer, sampler}."""
+  settings = config.study.settings
   grid = itertools.product(
-    _names(config.study.data, None, "data"),
-    _names(config.study.discriminators, DISCRIMINATORS, "discriminators"),
-    _names(config.study.optimizers, OPTIMIZERS, "optimizers"),
-    _names(config.study.samplers, SAMPLERS, "samplers"),
+    runner.axis(config, "study.data"),
+    runner.axis(config, "study.discriminators", settings.discriminators),
+    runner.axis(config, "study.optimizers", settings.optimizers),
+    runner.axis(config, "study.samplers", settings.samplers),
   )
   return [{"name": "-".join(values), **dict(zip(FACTORS, values, strict=True))} for values in grid]
 
 
 def cell_config(config: ml_collections.ConfigDict, cell: dict) -> ml_collections.ConfigDict:
-  run = ml_collections.ConfigDict(config.base.to_dict())
-  overrides = {
-    "data.name": cell["data"],
-    "population.size": config.study.population,
-    **DISCRIMINATORS[cell["discriminator"]],
-    **OPTIMIZERS[cell["optimizer"]],
-    **SAMPLERS[cell["sampler"]],
-  }
-  for path, value in overrides.items():
-    config_lib.apply_override(run, f"{path}={value}")
-  run.lock()
-  return run
-
-
-def member_outcomes(rows: list[dict], detector_config) -> list[dict]:
-  """Per member: final metrics, collapsed (a mode missing at the end), time to collapse."""
-  evaluations = [row for row in rows if "modes" in row]
-  members = len(evaluations[-1]["modes"])
-  outcomes = []
-  for member in range(members):
-    detector, fired_at = collapse.Detector(detector_config), None
-    for row in evaluations:
-      mine = {k: (v[member] if isinstance(v, list) else v) for k, v in row.items()}
-      if detector.observe(mine) and fired_at is None:
-        fired_at = row["step"]
-    final = {k: (v[member] if isinstance(v, list) else v) for k, v in evaluations[-1].items()}
-    outcomes.append(
-      {
-        "seed_offset": member,
-        "modes": final["modes"],
-        "num_modes": len(final["mode_counts"]),
-        "high_quality": final["high_quality"],
-        "reverse_kl": final["reverse_kl"],
-        "collapsed": final["modes"] < len(final["mode_counts"]),
-        "time_to_collapse": fired_at,
-        "modes_over_time": [[row["step"], row["modes"][member]] for row in evaluations],
-      }
-    )
-  return outcomes
+  settings = config.study.settings
+  return runner.cell_config(
+    config.base,
+    {"data.name": cell["data"], "population.size": config.study.population},
+    settings.discriminators[cell["discriminator"]],
+    settings.optimizers[cell["optimizer"]],
+    settings.samplers[cell["sampler"]],
+  )
 
 
 def cell_summary(cell: dict, outcomes: list[dict]) -> dict:
@@ -146,18 +88,7 @@ def build_report(finished: list[tuple[dict, list[dict]]]) -> dict:
         "cells": block["cells"],
       }
     )
-  return _finite_or_none({"blocks": report_blocks})
-
-
-def _finite_or_none(value):
-  """NaN/inf (a standard error of one member, say) as None, so report.json is valid JSON."""
-  if isinstance(value, float) and not math.isfinite(value):
-    return None
-  if isinstance(value, dict):
-    return {k: _finite_or_none(v) for k, v in value.items()}
-  if isinstance(value, list | tuple):
-    return [_finite_or_none(v) for v in value]
-  return value
+  return stats.finite_or_none({"blocks": report_blocks})
 
 
 def _fmt(value, digits=3) -> str:
@@ -248,14 +179,12 @@ def plot_report(path_prefix: str, report: dict, finished) -> None:
 def run_study(config: ml_collections.ConfigDict, work_dir: str) -> dict:
   """Trains every unfinished cell, rewriting the report after each; returns the report."""
   grid = cells(config)
-  configs = [cell_config(config, cell) for cell in grid]  # every cell validated up front
-  for run_config in configs:
-    gan_trainer.Gan.from_config(run_config)
+  configs = [cell_config(config, cell) for cell in grid]
 
   def train_cell(cell, run_config, cell_dir):
-    gan_trainer.train_and_evaluate(run_config, cell_dir)
+    runner.train(run_config, cell_dir)
     rows = jsonl.read_rows(os.path.join(cell_dir, "metrics.jsonl"))
-    return {"cell": cell, "outcomes": member_outcomes(rows, run_config.collapse)}
+    return {"cell": cell, "outcomes": stats.member_outcomes(rows, run_config.collapse)}
 
   def write_report(finished):
     finished = [(cell, saved["outcomes"]) for cell, saved in finished]

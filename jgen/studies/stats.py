@@ -1,17 +1,79 @@
-"""Statistics for the sampling-order study: intervals and tests over per-seed outcomes.
+"""The studies' statistics: each member's outcome from its run's rows, intervals and tests.
 
-Every answer in the study is a distribution over seeds, and populations are small (tens of
+Every answer in a study is a distribution over seeds, and populations are small (tens of
 seeds per cell), so the tests here are exact or small-sample aware: Wilson intervals rather
 than the Wald interval (which collapses to zero width at 0/n or n/n, exactly the rates a
 collapse study sees), and exact tests across sampling orders (Fisher's, and its
-Freeman-Halton extension to k groups). Only numpy and the standard library are used; scipy
-is deliberately not a dependency.
+Freeman-Halton extension to k groups). The arithmetic uses only numpy and the standard
+library; scipy is deliberately not a dependency.
 """
 
 import math
 import statistics
 
 import numpy as np
+
+from jgen.collapse import detectors
+
+# The keys of a member's outcome, in the order outcome.json holds them.
+OUTCOME_ORDER = (
+  "seed_offset",
+  "modes",
+  "num_modes",
+  "high_quality",
+  "reverse_kl",
+  "collapsed",
+  "time_to_collapse",
+  "modes_over_time",
+)
+
+
+def member_outcomes(rows: list[dict], detector_config=None) -> list[dict]:
+  """Per member of a run, from its metrics rows: the final evaluation's modes, high_quality
+  and reverse_kl, and the modes at every evaluation. With `detector_config` (a run's
+  `collapse` config) also the number of modes, whether it collapsed (a mode missing at the
+  end) and its time to collapse: the first evaluation at which the detectors fire, or None.
+
+  A population's rows hold a list per metric (one value per member); a single run's rows hold
+  plain values and give one member."""
+  evaluations = [row for row in rows if "modes" in row]
+  if not isinstance(evaluations[-1]["modes"], list):
+    evaluations = [{k: v if k == "step" else [v] for k, v in row.items()} for row in evaluations]
+
+  def of(row: dict, member: int) -> dict:
+    return {k: (v[member] if isinstance(v, list) else v) for k, v in row.items()}
+
+  outcomes = []
+  for member in range(len(evaluations[-1]["modes"])):
+    final = of(evaluations[-1], member)
+    outcome = {
+      "seed_offset": member,
+      **{key: final[key] for key in ("modes", "high_quality", "reverse_kl")},
+      "modes_over_time": [[row["step"], row["modes"][member]] for row in evaluations],
+    }
+    if detector_config is not None:
+      detector, fired_at = detectors.Detector(detector_config), None
+      for row in evaluations:
+        if detector.observe(of(row, member)) and fired_at is None:
+          fired_at = row["step"]
+      outcome["num_modes"] = len(final["mode_counts"])
+      outcome["collapsed"] = final["modes"] < outcome["num_modes"]
+      outcome["time_to_collapse"] = fired_at
+    outcomes.append({key: outcome[key] for key in OUTCOME_ORDER if key in outcome})
+  return outcomes
+
+
+def finite_or_none(value):
+  """`value` with every NaN or infinity (the standard error of one seed, the mean of none) as
+  None and tuples as lists, so that a report is valid JSON and equals itself read back."""
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  if isinstance(value, dict):
+    return {k: finite_or_none(v) for k, v in value.items()}
+  if isinstance(value, list | tuple):
+    return [finite_or_none(v) for v in value]
+  return value
+
 
 # R's fisher.test and scipy treat tables whose probability is within this relative
 # tolerance of the observed one as "as extreme", so that ties lost to rounding still count.

@@ -19,9 +19,7 @@ import time
 
 import ml_collections
 
-from jgen.core import config as config_lib
 from jgen.studies import runner
-from jgen.trainers import dgn as dgn_trainer
 from jgen.viz.plots import new_figure, save_figure
 
 REPORT_FILE = "report.md"
@@ -32,41 +30,28 @@ RESUMABLE_CHANGES = ("study.num_train", "study.z_dims", "study.widths")
 OUTCOME_KEYS = ("exact_fraction", "recon_psnr_mean", "recon_psnr_min", "steps")
 
 
-def _ints(text: str, what: str) -> list[int]:
-  try:
-    values = [int(v) for v in text.split(",") if v]
-  except ValueError:
-    raise ValueError(f"study.{what} must be comma-separated integers, got {text!r}") from None
-  if not values or min(values) < 1:
-    raise ValueError(f"study.{what} must list integers >= 1, got {text!r}")
-  return sorted(set(values))
-
-
 def cells(config) -> list[dict]:
-  grid = itertools.product(
-    _ints(config.study.num_train, "num_train"),
-    _ints(config.study.z_dims, "z_dims"),
-    _ints(config.study.widths, "widths"),
-  )
+  axes = ("study.num_train", "study.z_dims", "study.widths")
+  grid = itertools.product(*(sorted(runner.axis(config, key, number=int)) for key in axes))
   return [{"name": f"n{n}-z{z}-w{w}", "n": n, "z_dim": z, "width": w} for n, z, w in grid]
 
 
 def cell_config(config, cell: dict) -> ml_collections.ConfigDict:
-  run = ml_collections.ConfigDict(config.base.to_dict())
-  batch = min(run.train.batch_size, cell["n"])
+  base = config.base
+  batch = min(base.train.batch_size, cell["n"])
   steps = max(config.study.min_steps, math.ceil(config.study.epochs * cell["n"] / batch))
-  steps = math.ceil(steps / run.train.eval_every) * run.train.eval_every
-  for override in (
-    f"data.num_train={cell['n']}",
-    f"model.z_dim={cell['z_dim']}",
-    f"model.width={cell['width']}",
-    f"train.batch_size={batch}",
-    f"train.num_steps={steps}",
-    "eval.final_extras=False",
-  ):
-    config_lib.apply_override(run, override)
-  run.lock()
-  return run
+  steps = math.ceil(steps / base.train.eval_every) * base.train.eval_every
+  return runner.cell_config(
+    base,
+    {
+      "data.num_train": cell["n"],
+      "model.z_dim": cell["z_dim"],
+      "model.width": cell["width"],
+      "train.batch_size": batch,
+      "train.num_steps": steps,
+      "eval.final_extras": False,
+    },
+  )
 
 
 def report(config, finished: list[tuple[dict, dict]]) -> dict:
@@ -145,12 +130,10 @@ def run_study(config, work_dir: str) -> dict:
   """Trains every unfinished cell, rewriting the report after each; returns the report."""
   grid = cells(config)
   configs = [cell_config(config, cell) for cell in grid]
-  for run_config in configs:  # every cell validated before anything trains
-    dgn_trainer.Dgn.from_config(run_config, (8, 8, 1))
 
   def train_cell(cell, run_config, cell_dir):
     started = time.perf_counter()
-    final = dgn_trainer.train_and_evaluate(run_config, cell_dir)
+    final = runner.train(run_config, cell_dir)
     keys = ("exact_fraction", "recon_psnr_mean", "recon_psnr_min", "sharpness_ratio")
     outcome = {key: final[key] for key in keys}
     outcome["steps"] = run_config.train.num_steps

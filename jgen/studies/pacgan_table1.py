@@ -18,10 +18,8 @@ import time
 
 import ml_collections
 
-from jgen.core import config as config_lib
 from jgen.core import jsonl
 from jgen.studies import runner, stats
-from jgen.trainers import gan as gan_trainer
 
 REPORT_FILE = "report.md"
 # Study keys that may change on a rerun (jgen/studies/runner.py): the grid's data and pack
@@ -34,54 +32,20 @@ SCALE = {"modes": 1.0, "high_quality": 100.0, "reverse_kl": 1.0}
 MARK_AT = 2.0  # combined standard errors
 
 
-def _names(text: str, what: str) -> list[str]:
-  names = [name for name in text.split(",") if name]
-  if not names:
-    raise ValueError(f"study.{what} is empty; give a comma-separated list")
-  return names
-
-
 def cells(config: ml_collections.ConfigDict) -> list[dict]:
   """Every cell: {name, data, m}, data-major as in the paper's table."""
-  grid = []
-  for data in _names(config.study.data, "data"):
-    for text in _names(config.study.pack_sizes, "pack_sizes"):
-      m = int(text)
-      if m < 1:
-        raise ValueError(f"study.pack_sizes: {m} is not a pack size (>= 1)")
-      grid.append({"name": f"{data}-m{m}", "data": data, "m": m})
-  return grid
+  return [
+    {"name": f"{data}-m{m}", "data": data, "m": m}
+    for data in runner.axis(config, "study.data")
+    for m in runner.axis(config, "study.pack_sizes", number=int)
+  ]
 
 
 def cell_config(config: ml_collections.ConfigDict, cell: dict) -> ml_collections.ConfigDict:
-  run = ml_collections.ConfigDict(config.base.to_dict())
-  for path, value in {
-    "data.name": cell["data"],
-    "model.set_size": cell["m"],
-    "population.size": config.study.seeds,
-  }.items():
-    config_lib.apply_override(run, f"{path}={value}")
-  run.lock()
-  return run
-
-
-def member_outcomes(rows: list[dict]) -> list[dict]:
-  """Per seed: the final evaluation's measures, and modes at every evaluation."""
-  evaluations = [row for row in rows if "modes" in row]
-  final = evaluations[-1]
-  members = final["modes"] if isinstance(final["modes"], list) else [final["modes"]]
-
-  def value(row, key, member):
-    return row[key][member] if isinstance(row[key], list) else row[key]
-
-  return [
-    {
-      "seed_offset": member,
-      **{key: value(final, key, member) for key in MEASURES},
-      "modes_over_time": [[row["step"], value(row, "modes", member)] for row in evaluations],
-    }
-    for member in range(len(members))
-  ]
+  return runner.cell_config(
+    config.base,
+    {"data.name": cell["data"], "model.set_size": cell["m"], "population.size": config.study.seeds},
+  )
 
 
 def published_values(config, data: str, m: int) -> dict | None:
@@ -120,24 +84,13 @@ def build_report(finished: list[tuple[dict, dict]], config) -> dict:
     cell_summary(cell, saved, published_values(config, cell["data"], cell["m"]))
     for cell, saved in finished
   ]
-  return _finite_or_none(
+  return stats.finite_or_none(
     {
       "published_source": config.study.published_source,
       "mark_at_combined_standard_errors": MARK_AT,
       "cells": summaries,
     }
   )
-
-
-def _finite_or_none(value):
-  """NaN/inf (the standard error of one seed) as None, so report.json is valid JSON."""
-  if isinstance(value, float) and not math.isfinite(value):
-    return None
-  if isinstance(value, dict):
-    return {k: _finite_or_none(v) for k, v in value.items()}
-  if isinstance(value, list | tuple):
-    return [_finite_or_none(v) for v in value]
-  return value
 
 
 def _pm(entry: dict | None, digits: int) -> str:
@@ -189,18 +142,16 @@ def run_study(config: ml_collections.ConfigDict, work_dir: str) -> dict:
   """Trains every unfinished cell, rewriting the report after each; returns the report."""
   grid = cells(config)
   configs = [cell_config(config, cell) for cell in grid]
-  for run_config in configs:  # every cell validated before anything trains
-    gan_trainer.Gan.from_config(run_config)
 
   def train_cell(cell, run_config, cell_dir):
     started = time.perf_counter()
-    gan_trainer.train_and_evaluate(run_config, cell_dir)
+    runner.train(run_config, cell_dir)
     rows = jsonl.read_rows(os.path.join(cell_dir, "metrics.jsonl"))
     return {
       "cell": cell,
       "steps": run_config.train.num_steps,
       "wall_seconds": time.perf_counter() - started,
-      "outcomes": member_outcomes(rows),
+      "outcomes": stats.member_outcomes(rows),
     }
 
   def write_report(finished):
