@@ -91,7 +91,7 @@ def test_mistakes_are_one_line_and_exit_1(tmp_path):
     (["jgen.main", "--config=configs/gan.py"], "--workdir is required"),
     (["jgen.main", "--config=configs/gan.py", "--workdir=w", "x"], "unexpected arguments: x"),
     (["jgen.indices", "--config=configs/gan.py", "--bogus"], "Unknown command line flag"),
-    (["jgen.evaluate", "--data=ring8"], "--samples is required"),
+    (["jgen.evaluate", "--data=ring8"], "give --data and --samples"),
     (["jgen.inception_weights"], "--pth is required"),
   ]
   for args, message in cases:
