@@ -38,6 +38,8 @@ def base_config(arg) -> ml_collections.ConfigDict:
   c.data.name = arg.data
   c.data.num_train = 100_000  # PacGAN's fixed training set, as configs/gan.py
   c.data.fresh_samples = False
+  # True: the training set holds every mode equally often (point i from mode i mod K).
+  c.data.balanced = False
 
   # The index stream, exactly configs/gan.py's keys (jgen/data/samplers.py).
   c.sampler = ml_collections.ConfigDict()
@@ -96,6 +98,9 @@ def base_config(arg) -> ml_collections.ConfigDict:
 
   c.population = ml_collections.ConfigDict()
   c.population.size = 1
+  # Devices a population is split over, whole members on each (0: all; on CPU, one per core).
+  # Each member's results depend on how many members share a device: the split is recorded.
+  c.population.devices = 0
   c.population.variants = ""
 
   c.collapse = collapse.default_config()

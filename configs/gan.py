@@ -40,6 +40,8 @@ def base_config(arg, *, discriminator: str, set_size: int) -> ml_collections.Con
   # True: a fresh mixture draw every step (Unrolled-GAN protocol) instead of a
   # fixed training set; then the sampler must be `with_replacement`.
   c.data.fresh_samples = False
+  # True: the training set holds every mode equally often (point i from mode i mod K).
+  c.data.balanced = False
 
   c.sampler = ml_collections.ConfigDict()
   c.sampler.kind = "epoch_shuffle"
@@ -91,6 +93,9 @@ def base_config(arg, *, discriminator: str, set_size: int) -> ml_collections.Con
   # P independent members (seeds seed..seed+P-1) in one vmapped program (README "Populations").
   c.population = ml_collections.ConfigDict()
   c.population.size = 1
+  # Devices a population is split over, whole members on each (0: all; on CPU, one per core).
+  # Each member's results depend on how many members share a device: the split is recorded.
+  c.population.devices = 0
   # Same-shaped variants as members, e.g. 'optimizer.learning_rate=1e-4|3e-4' (run/variants.py).
   c.population.variants = ""
 

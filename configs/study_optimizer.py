@@ -60,6 +60,8 @@ def get_config(arg=None):
   for base in c.base.values():
     base.unlock()
     base.collapse.trace = False  # populations are not traced
+    # Measured on one device; its published numbers need the same split (decisions.md).
+    base.population.devices = 1
     steps = arg.steps or base.train.num_steps
     if arg.runlocal:
       steps = arg.steps or 300

@@ -47,6 +47,8 @@ def get_config(arg=None):
   c.study_kind = "pacgan_table1"  # the study, by name (jgen/studies/__init__.py)
   c.base = pacgan.get_config()
   c.base.collapse.trace = False  # populations are not traced
+  # Measured on one device; its published numbers need the same split (decisions.md).
+  c.base.population.devices = 1
   c.base.train.eval_every = 10_000
   c.base.train.log_every = 10_000
   c.base.train.steps_per_dispatch = 1000

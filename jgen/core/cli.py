@@ -45,6 +45,8 @@ from collections.abc import Callable, Sequence
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from jgen.core import parallel
+
 # Loggers whose INFO lines are routine (a checkpoint saved, a backend probed): shown from WARNING
 # up. Matched against the module path of each record, since orbax logs through absl's logger.
 NOISY_LOGGERS = (
@@ -224,6 +226,7 @@ def run(
   prints (no INFO lines on stderr).
   """
   name = program or program_name()
+  parallel.split_cpu_into_cores()  # before anything starts the backend
   if define_flags is not None:
     define_flags()
 

@@ -40,8 +40,64 @@ def enable_gpu_determinism() -> None:
     os.environ["XLA_FLAGS"] = f"{flags} {GPU_DETERMINISM_FLAG}".strip()
 
 
-def make_mesh(devices=None) -> Mesh:
-  return Mesh(np.asarray(devices if devices is not None else jax.devices()), (DATA_AXIS,))
+HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"
+# Set by split_cpu_into_cores: the CPU devices beyond the first of each process are jgen's, made
+# for populations, and a single run does not use them.
+CPU_SPLIT_ENV = "JGEN_CPU_SPLIT"
+
+
+def split_cpu_into_cores() -> None:
+  """Gives XLA one CPU device per core (before the backend starts), unless XLA_FLAGS already
+  says how many: XLA:CPU runs a vmapped population's many small matmuls on one thread, and a
+  population split over devices runs on all cores (docs/decisions.md, "Populations on CPU").
+
+  Accelerators are unaffected (the flag makes host devices only). A single run keeps one device
+  per process (`make_mesh`), so its results do not depend on the machine's cores."""
+  flags = os.environ.get("XLA_FLAGS", "")
+  if HOST_DEVICES_FLAG in flags:
+    return
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+  if not cores or cores < 2:
+    return
+  os.environ["XLA_FLAGS"] = f"{flags} {HOST_DEVICES_FLAG}={cores}".strip()
+  os.environ[CPU_SPLIT_ENV] = str(cores)
+
+
+def _first_device_per_process(devices) -> list:
+  seen, first = set(), []
+  for device in devices:
+    if device.process_index not in seen:
+      seen.add(device.process_index)
+      first.append(device)
+  return first
+
+
+def population_devices(population: int, wanted: int = 0, devices=None) -> list:
+  """The devices a run uses. A single run: every device, except CPU devices that jgen split off
+  for populations (one per process then). A population: `wanted` devices (0: as many as there
+  are), fewer if the members do not split evenly over them, since each device holds whole
+  members. Raises ValueError for a `wanted` the machine cannot give."""
+  devices = list(devices if devices is not None else jax.devices())
+  split_by_jgen = os.environ.get(CPU_SPLIT_ENV) and devices[0].platform == "cpu"
+  if population == 1:
+    return _first_device_per_process(devices) if split_by_jgen else devices
+  if wanted < 0 or wanted > len(devices):
+    raise ValueError(
+      f"population.devices={wanted} asks for more devices than the {len(devices)} here (or a "
+      "negative count); use 0 for all of them, or a number from 1 to "
+      f"{len(devices)}. On CPU, XLA_FLAGS={HOST_DEVICES_FLAG}=N makes N devices"
+    )
+  count = wanted or len(devices)
+  while population % count:
+    count -= 1
+  return devices[:count]
+
+
+def make_mesh(devices=None, population: int = 1, wanted: int = 0) -> Mesh:
+  """A 1-D mesh over `devices` (default: `population_devices(population, wanted)`)."""
+  if devices is None:
+    devices = population_devices(population, wanted)
+  return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -31,6 +31,17 @@ class Mixture:
     noise = jax.random.normal(noise_key, (n, 2), jnp.float32)
     return jnp.asarray(self.means_Kx2, jnp.float32)[components] + self.sigma * noise
 
+  def sample_balanced(self, key: jax.Array, n: int) -> jax.Array:
+    """n draws, point i from component i mod K: every mode equally often (n a multiple of K)."""
+    if n % self.num_modes:
+      raise ValueError(
+        f"data.balanced needs data.num_train to be a multiple of the {self.num_modes} modes of "
+        f"{self.name}, got {n}"
+      )
+    components = jnp.arange(n) % self.num_modes
+    noise = jax.random.normal(key, (n, 2), jnp.float32)
+    return jnp.asarray(self.means_Kx2, jnp.float32)[components] + self.sigma * noise
+
 
 def _ring8() -> Mixture:
   angles = 2 * np.pi * np.arange(8) / 8

@@ -111,5 +111,6 @@ def training_labels(config) -> tuple[np.ndarray, int]:
     )
   mixture = mixtures.get_mixture(name)
   key = rng.stream_key(rng.root_key(config.seed), rng.Stream.TRAIN_SET)
-  points = np.asarray(mixture.sample(key, config.data.num_train))
+  draw = mixture.sample_balanced if config.data.get("balanced", False) else mixture.sample
+  points = np.asarray(draw(key, config.data.num_train))
   return nearest_mode(points, np.asarray(mixture.means_Kx2)), mixture.num_modes

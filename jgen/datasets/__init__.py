@@ -37,13 +37,19 @@ IMAGE_NAMES = ("stacked_digits", "mnist", "stacked_mnist", "cifar10", "celeb_a")
 
 
 def _builders() -> dict:
-  table = {
-    name: (lambda data_config, name=name: MixtureData(mixtures.get_mixture(name)))
-    for name in mixtures.MIXTURES
-  }
+  table = {name: MixtureData.from_config for name in mixtures.MIXTURES}
   for name in IMAGE_NAMES:
-    table[name] = lambda data_config, name=name: image_dataset(name, data_config)
+    table[name] = lambda data_config, name=name: image_dataset(name, _unbalanced(data_config))
   return table
+
+
+def _unbalanced(data_config):
+  if data_config.get("balanced", False):
+    raise ValueError(
+      f"data.balanced applies to the 2D mixtures ({', '.join(mixtures.MIXTURES)}), not to "
+      f"{data_config.name}; set data.balanced=False"
+    )
+  return data_config
 
 
 def get_dataset(data_config) -> Dataset:

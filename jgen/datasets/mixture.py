@@ -6,6 +6,7 @@ import functools
 import jax
 import numpy as np
 
+from jgen.data import mixtures
 from jgen.data.mixtures import Mixture
 from jgen.evals import diversity, modes
 from jgen.viz import plots
@@ -27,6 +28,20 @@ class MixtureData:
   sample_shape: tuple = (2,)
   on_host: bool = False
   curves: tuple = CURVES
+  balanced: bool = False  # the fixed training set holds every mode equally often
+
+  @classmethod
+  def from_config(cls, data_config) -> "MixtureData":
+    balanced = data_config.get("balanced", False)
+    if balanced and data_config.get("fresh_samples", False):
+      raise ValueError("data.balanced fixes the training set; set data.fresh_samples=False")
+    mixture = mixtures.get_mixture(data_config.name)
+    if balanced and data_config.num_train % mixture.num_modes:
+      raise ValueError(
+        f"data.balanced needs data.num_train to be a multiple of the {mixture.num_modes} modes "
+        f"of {mixture.name}, got {data_config.num_train}"
+      )
+    return cls(mixture, balanced=balanced)
 
   @property
   def name(self) -> str:
@@ -37,7 +52,10 @@ class MixtureData:
     return self.mixture.num_modes
 
   def training_set(self, key: jax.Array, num_train: int) -> jax.Array:
-    """PacGAN's fixed training set: `num_train` i.i.d. points, float32 [N, 2]."""
+    """PacGAN's fixed training set: `num_train` i.i.d. points, float32 [N, 2] (balanced: point
+    i from mode i mod K)."""
+    if self.balanced:
+      return self.mixture.sample_balanced(key, num_train)
     return self.mixture.sample(key, num_train)
 
   def fresh_batch(self, key: jax.Array, batch_size: int) -> jax.Array:

@@ -62,9 +62,22 @@ def same_value(a, b) -> bool:
   return both_nan or a == b
 
 
+# Keys added after runs were recorded without them: the value that does what those runs did.
+ADDED_KEYS = {"population.devices": 1, "data.balanced": False}
+# Keys that cannot change a single run's results (population.size 1).
+POPULATION_ONLY = ("population.devices",)
+
+
 def config_differences(old: dict, new: dict) -> list[str]:
   """The keys whose values differ (or exist in only one), except resumable ones."""
   old_flat, new_flat = flatten(old), flatten(new)
+  for key, value in ADDED_KEYS.items():
+    if key in new_flat:
+      old_flat.setdefault(key, value)
+  if old_flat.get("population.size") == new_flat.get("population.size") == 1:
+    for key in POPULATION_ONLY:
+      old_flat.pop(key, None)
+      new_flat.pop(key, None)
   keys = sorted(set(old_flat) | set(new_flat))
   return [
     f"{key}: {old_flat.get(key, '<absent>')!r} -> {new_flat.get(key, '<absent>')!r}"

@@ -4,7 +4,9 @@ A study is one module here, named as the study, which a config names in `study_k
 (default "sampling_order"), so adding a study adds no line anywhere else; `names()` lists them.
 Each has `run_study(config, workdir) -> report` and `REPORT_FILE`, the report's name under the
 workdir. The modules in KIT are not studies: runner.py (a grid's axes, its resumable cells, the
-study's record), stats.py (each member's outcome, intervals and tests) and speed.py (the
+study's record), stats.py (each member's outcome, intervals and tests), effects.py (a within-seed
+design's
+trend test, effect sizes and power) and speed.py (the
 library of `python -m jgen.benchmark`).
 
 Studies may import trainers and everything below them; nothing in the library imports a
@@ -17,7 +19,7 @@ import pkgutil
 from jgen.core import registry
 
 DEFAULT = "sampling_order"
-KIT = ("runner", "speed", "stats")
+KIT = ("effects", "runner", "speed", "stats")
 
 
 def names() -> list[str]:

@@ -112,7 +112,7 @@ class Denoiser(TrainerDefaults):
     else:
       network = denoisers.make_denoiser(config.model, data.sample_shape)
       metric_names = ("loss",)
-    mesh = mesh if mesh is not None else parallel.make_mesh()
+    mesh = mesh if mesh is not None else members.make_mesh(config)
     return cls(
       objective=objective,
       network=network,

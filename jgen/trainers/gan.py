@@ -117,7 +117,7 @@ class Gan(TrainerDefaults):
         f"eval.bn_refresh_batches={bn_refresh_batches} needs >= 0 and a BatchNorm generator "
         "(model.generator.batch_norm=True); set it to 0"
       )
-    mesh = mesh if mesh is not None else parallel.make_mesh()
+    mesh = mesh if mesh is not None else members.make_mesh(config)
     num_sets = batch_size if packing == "packs" else batch_size // set_size
     if is_2d:
       generator = models.make_generator(config.model, data_dim=2)

@@ -59,6 +59,13 @@ def data_order(config, data, member_variants, convolutional: bool) -> dict:
   }
 
 
+def make_mesh(config) -> jax.sharding.Mesh:
+  """The run's devices: a population split over `population.devices` (0: all), whole members
+  on each; a single run on every device but those jgen split off the CPU for populations."""
+  population = config.population
+  return parallel.make_mesh(population=population.size, wanted=population.get("devices", 0))
+
+
 def per_member(trainer, fn):
   """`fn` for a single run, vmapped over a population's leading axis otherwise."""
   return fn if trainer.population == 1 else jax.vmap(fn, axis_name=variants.MEMBER_AXIS)
