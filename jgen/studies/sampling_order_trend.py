@@ -43,6 +43,8 @@ def cells(config: ml_collections.ConfigDict) -> list[dict]:
   sizes = runner.axis(config, "study.num_train", number=int)
   grid = []
   for discriminator, key in (("per_sample", "primary"), ("set", "secondary")):
+    if key == "secondary" and not config.study.secondary_optimizers.strip():
+      continue  # no secondary family
     for optimizer in runner.axis(config, f"study.{key}_optimizers", settings.optimizers):
       for n in sizes:
         grid.append(
