@@ -57,10 +57,13 @@ def base_config(arg, *, discriminator: str, set_size: int) -> ml_collections.Con
   c.model.generator.z_dim = 2
   c.model.generator.width = 400
   c.model.generator.depth = 4
+  c.model.generator.batch_norm = False  # PacGAN's G (configs/pacgan.py)
+  c.model.generator.init = "flax"  # or "normal_0.02" (jgen/models/mlp.py INITS)
   c.model.discriminator = ml_collections.ConfigDict()
   c.model.discriminator.name = discriminator
   c.model.discriminator.width = 200
   c.model.discriminator.depth = 3
+  c.model.discriminator.init = "flax"
   # Set discriminators: central moments pooled by DeepSets (1 = mean only).
   c.model.discriminator.num_moments = 3
   c.model.discriminator.num_heads = 4  # attention pooling
@@ -86,9 +89,14 @@ def base_config(arg, *, discriminator: str, set_size: int) -> ml_collections.Con
   c.train.eval_every = 5000
   c.train.checkpoint_every = 5000
   c.train.keep_checkpoints = 3
+  # "grouped": consecutive samples form D's sets; "packs": PacGAN's packs (configs/pacgan.py).
+  c.train.packing = "grouped"
+  # "alternating": D then G sees the new D; "simultaneous": both from the same state (PacGAN).
+  c.train.update_rule = "alternating"
 
   c.eval = ml_collections.ConfigDict()
   c.eval.num_samples = 2500  # PacGAN's protocol; pinned
+  c.eval.bn_refresh_batches = 0  # BatchNorm G: batches that refresh its statistics first
 
   # P independent members (seeds seed..seed+P-1) in one vmapped program (README "Populations").
   c.population = ml_collections.ConfigDict()

@@ -63,7 +63,7 @@ def differences(stored: dict, current: dict) -> list[str]:
     lines.append(
       f"the code's data order (version {stored.get('data_order')} -> {current['data_order']})"
     )
-  old, new = stored.get("config", {}), current["config"]
+  old, new = workdir.comparable(stored.get("config", {}), current["config"])
   for key in sorted(set(old) | set(new)):
     if not workdir.same_value(old.get(key, "<absent>"), new.get(key, "<absent>")):
       lines.append(f"{key}: {old.get(key, '<absent>')!r} -> {new.get(key, '<absent>')!r}")

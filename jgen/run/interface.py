@@ -1,4 +1,4 @@
-"""What a trainer supplies to the run loop, declared once.
+"""What a trainer supplies to the run loop, declared once; and what the loop shows observers.
 
 `Trainer` is the whole interface jgen/run/loop.py (and replays, studies, evaluators) read from
 a trainer object; `TrainerDefaults` is a base holding the defaults of the optional members, so
@@ -8,9 +8,13 @@ field whose name has a default here (`population`, `step_by_step`, `trace`) woul
 count as defaulted and every later field would have to be too.
 """
 
+import dataclasses
 from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 import jax
+
+from jgen.run import checkpoints, signals, trace, workdir
+from jgen.run.schedule import Schedule
 
 State = Any  # a trainer's train state: a pytree whose `step` is an int32 scalar
 
@@ -137,3 +141,46 @@ class TrainerDefaults:
   def finalize(self, state, root, data, work_dir: str, config, final_row: dict) -> dict:
     del state, root, data, work_dir, config
     return final_row
+
+
+@dataclasses.dataclass
+class Session:
+  """The pieces of one training session that the loop drives; observers read them."""
+
+  trainer: Trainer
+  config: object
+  schedule: Schedule
+  root: jax.Array
+  data: object
+  work_dir: str
+  is_chief: bool  # process 0: the one that writes the workdir's files
+  ckpts: checkpoints.Checkpoints
+  log: workdir.MetricsLog
+  trace_log: trace.TraceLog
+  observers: tuple
+  stops: signals.StopRequests
+  identity: dict = dataclasses.field(default_factory=dict)
+  verified: bool = True  # the restored checkpoint (if any) matched its recorded digests
+
+
+class Observer(Protocol):
+  """What watches a run through the loop's hooks (jgen/collapse/recorder.py's CaseRecorder).
+
+  `start` rather than the constructor receives the session: the checkpoints, trace and rows an
+  observer reads exist only once the loop has taken the lock and resumed.
+  """
+
+  stop_reason: str | None  # set to stop training after the current row; the loop logs it
+
+  def start(self, session: Session) -> None:
+    """Once, after the resume and before the first step."""
+
+  def on_evaluation(self, row: dict, num_steps: int) -> None:
+    """With each logged row, after its picture is written."""
+
+  def on_non_finite(self, bad_step: int, values: dict) -> str | None:
+    """Before the loop stops on a non-finite metric: where the steps leading to it are kept,
+    or None."""
+
+  def marked_steps(self) -> list[int]:
+    """Steps to mark on the run's metric curves."""

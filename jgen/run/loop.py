@@ -9,7 +9,7 @@ convolution inside a rolled scan (a while loop) many times slower than the same 
 measured here at 257 vs 18 ms for the stacked-digits GAN step, 290 vs 4 ms for a DGN step and
 536 vs 35 ms for the 28x28 digit classifier's. The step is the same jitted function either way.
 
-The caller may also pass observers (see Observer): the loop calls their hooks at the start,
+The caller may also pass observers (interface.Observer): the loop calls their hooks at the start,
 at every logged row and on a non-finite loss. A trainer's train_and_evaluate passes the
 collapse cases' recorder (jgen/collapse/recorder.py) this way, so the loop knows nothing of
 detectors or cases.
@@ -24,9 +24,7 @@ failed save after the chunk it failed in; on SIGTERM or SIGINT checkpoint after 
 chunk and raise signals.StopRequested; print progress with an ETA; return the final row.
 """
 
-import dataclasses
 import os
-from typing import Protocol
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +33,7 @@ from absl import logging
 
 from jgen.core import environment, jsonl, parallel
 from jgen.run import checkpoints, fingerprint, lock, signals, trace, workdir
-from jgen.run.interface import Trainer
+from jgen.run.interface import Observer, Session, Trainer
 from jgen.run.schedule import Progress, Schedule, format_seconds
 from jgen.viz import plots
 
@@ -124,49 +122,6 @@ def first_non_finite(stacked: dict, names, first_step: int) -> tuple[int, dict] 
     return None
   index = int(np.argmin(finite))
   return first_step + index + 1, {k: np.asarray(stacked[k][index]).tolist() for k in names}
-
-
-@dataclasses.dataclass
-class Session:
-  """The pieces of one training session that the loop drives; observers read them."""
-
-  trainer: Trainer
-  config: object
-  schedule: Schedule
-  root: jax.Array
-  data: object
-  work_dir: str
-  is_chief: bool  # process 0: the one that writes the workdir's files
-  ckpts: checkpoints.Checkpoints
-  log: workdir.MetricsLog
-  trace_log: trace.TraceLog
-  observers: tuple
-  stops: signals.StopRequests
-  identity: dict = dataclasses.field(default_factory=dict)
-  verified: bool = True  # the restored checkpoint (if any) matched its recorded digests
-
-
-class Observer(Protocol):
-  """What watches a run through the loop's hooks (jgen/collapse/recorder.py's CaseRecorder).
-
-  `start` rather than the constructor receives the session: the checkpoints, trace and rows an
-  observer reads exist only once the loop has taken the lock and resumed.
-  """
-
-  stop_reason: str | None  # set to stop training after the current row; the loop logs it
-
-  def start(self, session: Session) -> None:
-    """Once, after the resume and before the first step."""
-
-  def on_evaluation(self, row: dict, num_steps: int) -> None:
-    """With each logged row, after its picture is written."""
-
-  def on_non_finite(self, bad_step: int, values: dict) -> str | None:
-    """Before the loop stops on a non-finite metric: where the steps leading to it are kept,
-    or None."""
-
-  def marked_steps(self) -> list[int]:
-    """Steps to mark on the run's metric curves."""
 
 
 def train(trainer: Trainer, config, work_dir: str, root: jax.Array, data, observers=()) -> dict:

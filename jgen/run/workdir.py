@@ -62,15 +62,27 @@ def same_value(a, b) -> bool:
   return both_nan or a == b
 
 
-# Keys added after runs were recorded without them: the value that does what those runs did.
-ADDED_KEYS = {"population.devices": 1, "data.balanced": False}
+# Keys added after runs were recorded without them: the value that does what those runs did
+# (the code read each optional key with this default before the configs declared it).
+ADDED_KEYS = {
+  "population.devices": 1,
+  "data.balanced": False,
+  "train.packing": "grouped",
+  "train.update_rule": "alternating",
+  "model.generator.batch_norm": False,
+  "model.generator.init": "flax",
+  "model.discriminator.init": "flax",
+  "eval.bn_refresh_batches": 0,
+}
 # Keys that cannot change a single run's results (population.size 1).
 POPULATION_ONLY = ("population.devices",)
 
 
-def config_differences(old: dict, new: dict) -> list[str]:
-  """The keys whose values differ (or exist in only one), except resumable ones."""
-  old_flat, new_flat = flatten(old), flatten(new)
+def comparable(old_flat: dict, new_flat: dict) -> tuple[dict, dict]:
+  """Two flattened configs as a resume compares them: a key added since `old` was recorded
+  counts as the value that does what `old`'s run did, and population-only keys do not count
+  for a single run."""
+  old_flat, new_flat = dict(old_flat), dict(new_flat)
   for key, value in ADDED_KEYS.items():
     if key in new_flat:
       old_flat.setdefault(key, value)
@@ -78,6 +90,12 @@ def config_differences(old: dict, new: dict) -> list[str]:
     for key in POPULATION_ONLY:
       old_flat.pop(key, None)
       new_flat.pop(key, None)
+  return old_flat, new_flat
+
+
+def config_differences(old: dict, new: dict) -> list[str]:
+  """The keys whose values differ (or exist in only one), except resumable ones."""
+  old_flat, new_flat = comparable(flatten(old), flatten(new))
   keys = sorted(set(old_flat) | set(new_flat))
   return [
     f"{key}: {old_flat.get(key, '<absent>')!r} -> {new_flat.get(key, '<absent>')!r}"

@@ -1,0 +1,74 @@
+"""Keys the configs declare that older records lack (workdir.ADDED_KEYS): a run recorded
+without them resumes when the new key keeps what that run did, and is refused when it does not;
+the optional keys are settable from the command line."""
+
+import pytest
+
+from configs import gan
+from jgen.core import config as config_lib
+from jgen.run import fingerprint, workdir
+
+
+def recorded_without(config, *keys) -> dict:
+  """`config` as a record written before `keys` existed."""
+  tree = config.to_dict()
+  for key in keys:
+    *parents, last = key.split(".")
+    node = tree
+    for parent in parents:
+      node = node[parent]
+    del node[last]
+  return tree
+
+
+def test_a_record_without_the_added_keys_resumes_under_their_defaults():
+  config = gan.get_config()
+  old = recorded_without(config, *workdir.ADDED_KEYS)
+  assert workdir.config_differences(old, config.to_dict()) == []
+  stored = fingerprint.fingerprint(old)
+  assert fingerprint.differences(stored, fingerprint.fingerprint(config)) == []
+
+
+def test_an_added_key_set_otherwise_than_the_old_run_is_refused():
+  config = gan.get_config()
+  config_lib.apply_override(config, "train.update_rule=simultaneous")
+  old = recorded_without(config, "train.update_rule")
+  assert workdir.config_differences(old, config.to_dict()) == [
+    "train.update_rule: 'alternating' -> 'simultaneous'"
+  ]
+  assert fingerprint.differences(fingerprint.fingerprint(old), fingerprint.fingerprint(config))
+
+
+def test_population_devices_counts_for_a_population_only():
+  single = gan.get_config()
+  old = recorded_without(single, "population.devices")
+  assert workdir.config_differences(old, single.to_dict()) == []  # one device either way
+  population = gan.get_config()
+  config_lib.apply_override(population, "population.size=8")
+  old = recorded_without(population, "population.devices")
+  # The old population ran on one device; the default now splits it over every core.
+  assert workdir.config_differences(old, population.to_dict()) == ["population.devices: 1 -> 0"]
+  config_lib.apply_override(population, "population.devices=1")
+  assert workdir.config_differences(old, population.to_dict()) == []
+
+
+@pytest.mark.parametrize(
+  "override",
+  [
+    "train.update_rule=simultaneous",
+    "train.packing=packs",
+    "model.generator.batch_norm=True",
+    "model.generator.init=normal_0.02",
+    "model.discriminator.init=normal_0.02",
+    "eval.bn_refresh_batches=5",
+    "data.balanced=True",
+  ],
+)
+def test_the_optional_keys_are_declared_on_the_base_gan_config(override):
+  config = gan.get_config()
+  config_lib.apply_override(config, override)  # an undeclared key raises here
+  key, value = override.split("=")
+  node = config
+  for part in key.split("."):
+    node = node[part]
+  assert str(node) == value
