@@ -3,6 +3,7 @@ resume, data order, populations and replay."""
 
 import functools
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -187,18 +188,31 @@ def test_a_population_member_sees_the_data_order_of_its_standalone_run():
     np.testing.assert_allclose(a[1], b, rtol=1e-4, atol=1e-5)  # vmap rounds differently
 
 
-def test_a_recorded_case_replays_bit_for_bit(tmp_path):
-  config = tiny_config(
+@pytest.fixture(scope="module")
+def case_run(tmp_path_factory):
+  """A finished tiny run (60 steps, the default cosine decay) whose detector fires once, by
+  construction; tests work on copies of it."""
+  work_dir = tmp_path_factory.mktemp("case_run")
+  denoise.train_and_evaluate(case_config(), str(work_dir))
+  return work_dir
+
+
+def case_config(**overrides):
+  return tiny_config(
     **{
       "collapse.arm_fraction": 0.0,
       "collapse.diversity_drop": 1e9,
       "collapse.max_cases": 1,
       "collapse.after_steps": 20,
       "train.eval_every": 20,
+      **overrides,
     }
   )
-  denoise.train_and_evaluate(config, str(tmp_path))
-  (case,) = recorder.list_cases(str(tmp_path))
+
+
+def test_a_recorded_case_replays_bit_for_bit(case_run, tmp_path):
+  work_dir = shutil.copytree(case_run, tmp_path / "run")
+  (case,) = recorder.list_cases(str(work_dir))
   assert case["status"] == "complete" and case["traced_parts"] == ["params"]
   assert replay.verify(case) == case["end_step"] - case["start_step"]
   tampered = recorder.read_trace(case).copy()
@@ -208,10 +222,10 @@ def test_a_recorded_case_replays_bit_for_bit(tmp_path):
     replay.verify(case)
 
 
-def test_a_decayed_run_refuses_to_resume_with_another_length(tmp_path):
-  denoise.train_and_evaluate(tiny_config(**{"train.num_steps": 20}), str(tmp_path))
+def test_a_decayed_run_refuses_to_resume_with_another_length(case_run, tmp_path):
+  work_dir = shutil.copytree(case_run, tmp_path / "run")
   with pytest.raises(workdir.WorkdirMismatchError, match="lr_decay=cosine"):
-    denoise.train_and_evaluate(tiny_config(**{"train.num_steps": 40}), str(tmp_path))
+    denoise.train_and_evaluate(case_config(**{"train.num_steps": 80}), str(work_dir))
 
 
 def test_bad_settings_name_the_fix():

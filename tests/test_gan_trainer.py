@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -23,51 +24,61 @@ def _digests(work_dir):
   return {row["step"]: row["state_digest"] for row in _rows(work_dir)}
 
 
-def test_same_config_same_digests_and_another_seed_differs(tmp_path):
+@pytest.fixture(scope="module")
+def setd_run(tmp_path_factory):
+  """One finished tiny set-D run (60 steps), shared by the tests that only read it."""
+  work_dir = tmp_path_factory.mktemp("setd_run")
+  return work_dir, gan_trainer.train_and_evaluate(tiny_config(setd=True), str(work_dir))
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+  """One finished tiny per-sample-D run (60 steps); a test that changes a run works on a copy."""
+  work_dir = tmp_path_factory.mktemp("finished_run")
+  return work_dir, gan_trainer.train_and_evaluate(tiny_config(), str(work_dir))
+
+
+def _copy(run, to):
+  shutil.copytree(run[0], to)
+  return to
+
+
+def test_another_seed_gives_other_digests(setd_run, tmp_path):
+  # That the same config gives the same digests is shown by the resume below: its first 40
+  # steps are a separate run of the same config, and must give setd_run's digests.
   config = tiny_config(setd=True)
-  gan_trainer.train_and_evaluate(config, str(tmp_path / "a"))
-  gan_trainer.train_and_evaluate(config, str(tmp_path / "b"))
   config.seed = 1
   gan_trainer.train_and_evaluate(config, str(tmp_path / "c"))
-  a, b, c = (_digests(tmp_path / name) for name in "abc")
+  a, c = _digests(setd_run[0]), _digests(tmp_path / "c")
   assert sorted(a) == [20, 40, 60]
-  assert a == b
   assert all(a[step] != c[step] for step in a)
 
 
-def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
-  config = tiny_config(setd=True, **{"train.num_steps": 80})
-  gan_trainer.train_and_evaluate(config, str(tmp_path / "straight"))
+def test_resume_is_bit_identical_to_an_uninterrupted_run(setd_run, tmp_path):
   # Half the run, then the same command with the full length resumes at step 40
   # (with another dispatch length, which must not matter either).
   half = tiny_config(setd=True, **{"train.num_steps": 40})
   gan_trainer.train_and_evaluate(half, str(tmp_path / "resumed"))
   assert max(_digests(tmp_path / "resumed")) == 40
-  config.train.steps_per_dispatch = 7
+  config = tiny_config(setd=True, **{"train.steps_per_dispatch": 7})
   gan_trainer.train_and_evaluate(config, str(tmp_path / "resumed"))
-  straight, resumed = _digests(tmp_path / "straight"), _digests(tmp_path / "resumed")
+  straight, resumed = _digests(setd_run[0]), _digests(tmp_path / "resumed")
   assert straight == resumed
-  assert [row["step"] for row in _rows(tmp_path / "resumed")] == [20, 40, 60, 80]
+  assert [row["step"] for row in _rows(tmp_path / "resumed")] == [20, 40, 60]
 
 
-def test_a_crash_after_the_last_checkpoint_loses_nothing(tmp_path):
-  config = tiny_config(**{"train.checkpoint_every": 40, "train.num_steps": 60})
-  gan_trainer.train_and_evaluate(config, str(tmp_path / "straight"))
-  crashed = tmp_path / "crashed"
-  gan_trainer.train_and_evaluate(config, str(crashed))
+def test_a_crash_after_the_last_checkpoint_loses_nothing(finished_run, tmp_path):
+  crashed = _copy(finished_run, tmp_path / "crashed")
   # Simulate a crash at step 60, after the row was logged, before its checkpoint.
-  import shutil
-
   shutil.rmtree(crashed / "checkpoints" / "60")
-  gan_trainer.train_and_evaluate(config, str(crashed))
-  assert _digests(crashed) == _digests(tmp_path / "straight")
+  gan_trainer.train_and_evaluate(tiny_config(), str(crashed))
+  assert _digests(crashed) == _digests(finished_run[0])
   assert [row["step"] for row in _rows(crashed)] == [20, 40, 60]
 
 
-def test_outputs_of_a_run(tmp_path):
-  config = tiny_config(setd=True)
-  final = gan_trainer.train_and_evaluate(config, str(tmp_path))
-  rows = _rows(tmp_path)
+def test_outputs_of_a_run(setd_run):
+  work_dir, final = setd_run
+  rows = _rows(work_dir)
   assert [row["step"] for row in rows] == [20, 40, 60]
   for row in rows:
     for key in ("d_loss", "g_loss", "d_real_logit", "d_fake_logit", "steps_per_sec"):
@@ -76,28 +87,27 @@ def test_outputs_of_a_run(tmp_path):
   evaluated = [row["step"] for row in rows if "modes" in row]
   assert evaluated == [40, 60]  # eval steps and, always, the last step
   assert final["step"] == 60 and 0 <= final["high_quality"] <= 1
-  assert json.loads((tmp_path / "config.json").read_text())["model"]["set_size"] == 4
-  assert sorted(os.listdir(tmp_path / "samples")) == ["step_00000040.png", "step_00000060.png"]
-  assert (tmp_path / "metrics.png").read_bytes()[:4] == b"\x89PNG"
-  assert os.listdir(tmp_path / "tensorboard")
-  assert sorted(int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit())[-1] == 60
+  assert json.loads((work_dir / "config.json").read_text())["model"]["set_size"] == 4
+  assert sorted(os.listdir(work_dir / "samples")) == ["step_00000040.png", "step_00000060.png"]
+  assert (work_dir / "metrics.png").read_bytes()[:4] == b"\x89PNG"
+  assert os.listdir(work_dir / "tensorboard")
+  assert sorted(int(d) for d in os.listdir(work_dir / "checkpoints") if d.isdigit())[-1] == 60
 
 
-def test_rerunning_a_finished_run_trains_nothing_and_reports_the_same(tmp_path):
-  config = tiny_config()
-  first = gan_trainer.train_and_evaluate(config, str(tmp_path))
-  again = gan_trainer.train_and_evaluate(config, str(tmp_path))
-  assert again["state_digest"] == _digests(tmp_path)[60]
-  assert again["modes"] == first["modes"]
-  assert len(_rows(tmp_path)) == 3
+def test_rerunning_a_finished_run_trains_nothing_and_reports_the_same(finished_run, tmp_path):
+  work_dir = _copy(finished_run, tmp_path / "run")
+  again = gan_trainer.train_and_evaluate(tiny_config(), str(work_dir))
+  assert again["state_digest"] == _digests(work_dir)[60] == _digests(finished_run[0])[60]
+  assert again["modes"] == finished_run[1]["modes"]
+  assert len(_rows(work_dir)) == 3
 
 
-def test_resuming_with_another_config_is_refused_and_writes_nothing(tmp_path):
-  gan_trainer.train_and_evaluate(tiny_config(**{"train.num_steps": 20}), str(tmp_path))
-  before = {p: (tmp_path / p).read_bytes() for p in ("config.json", "metrics.jsonl")}
+def test_resuming_with_another_config_is_refused_and_writes_nothing(finished_run, tmp_path):
+  work_dir = _copy(finished_run, tmp_path / "run")
+  before = {p: (work_dir / p).read_bytes() for p in ("config.json", "metrics.jsonl")}
   with pytest.raises(workdir.WorkdirMismatchError, match=r"optimizer.learning_rate"):
-    gan_trainer.train_and_evaluate(tiny_config(**{"optimizer.learning_rate": 1e-3}), str(tmp_path))
-  assert before == {p: (tmp_path / p).read_bytes() for p in before}
+    gan_trainer.train_and_evaluate(tiny_config(**{"optimizer.learning_rate": 1e-3}), str(work_dir))
+  assert before == {p: (work_dir / p).read_bytes() for p in before}
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
@@ -130,13 +140,14 @@ def test_every_discriminator_and_loss_trains_to_finite_values(name, set_size, lo
   )
   gan = gan_trainer.Gan.from_config(config)
   root = rng.root_key(0)
-  state = gan_trainer.init_state(gan, root)
+  before = gan_trainer.init_state(gan, root)
+  # A copy goes in: the chunk donates its input state.
+  state = jax.tree.map(jnp.copy, before)
   state, metrics = loop.run_chunk(gan, state, root, gan_trainer.training_set(gan, root), length=5)
   assert int(state.step) == 5
   for key in gan_trainer.METRIC_NAMES:
     assert metrics[key].shape == (5,) and np.isfinite(metrics[key]).all(), key
   assert metrics["trace"].shape == (5, 3)
-  before = gan_trainer.init_state(gan, root)
   moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), before.g_params, state.g_params)
   assert any(jax.tree.leaves(moved)), "the generator did not train"
 

@@ -4,8 +4,6 @@ image-grid frames, tampering, and a counterfactual with another set discriminato
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import jax.numpy as jnp
 import matplotlib.image
@@ -17,8 +15,6 @@ from configs import stacked_digits_setd
 from jgen.collapse import recorder
 from jgen.replays import counterfactual, replay
 from jgen.trainers import gan as gan_trainer
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def forced_image_case_config(**overrides):
@@ -82,17 +78,11 @@ def test_an_image_run_records_a_case_with_its_digit_metrics_and_grids(recorded):
   assert summary["after"]["step"] == 8 and summary["after"]["reverse_kl"] is not None
 
 
-def test_replay_command_verifies_an_image_case_and_dumps_grid_frames(recorded, tmp_path):
+def test_replay_verifies_an_image_case_and_dumps_grid_frames(recorded, tmp_path):
+  # In process: the command's own lines (`jgen.replay --dump`) are tests/test_cases_replay.py's.
   work_dir, case = recorded
   out = tmp_path / "dump"
-  result = subprocess.run(
-    [sys.executable, "-m", "jgen.replay", f"--case={case['dir']}", "--dump", f"--out={out}"],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-  )
-  assert result.returncode == 0, result.stderr[-2000:]
-  assert "verified 4 steps (4 -> 8)" in result.stdout
+  assert replay.verify(case, dump_dir=str(out)) == 4  # steps 4 -> 8
   dumped = [json.loads(line) for line in open(out / "metrics.jsonl")]
   assert [row["step"] for row in dumped] == list(range(5, 9))
   # The replayed losses are the run's: its row at step 8 is the mean over steps 5..8.

@@ -2,8 +2,6 @@
 
 import json
 import math
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -191,27 +189,20 @@ def test_unknown_data_lists_images_and_mixtures():
     gan_trainer.Gan.from_config(config)
 
 
-def test_evaluate_cli_on_real_stacked_digits(tmp_path, reference, digit_classifier):
+def test_evaluate_file_on_real_stacked_digits(tmp_path, reference, digit_classifier):
+  # What `python -m jgen.evaluate --data=stacked_digits` prints, in process: the command's own
+  # shell (one JSON row on stdout, a mistake as one line) is tests/test_tools_import.py's.
   path = tmp_path / "real.npy"
   np.save(path, reference[:3000])
-  out = subprocess.run(
-    [sys.executable, "-m", "jgen.evaluate", "--data=stacked_digits", f"--samples={path}"],
-    capture_output=True,
-    text=True,
-    check=True,
-  )
-  row = json.loads(out.stdout)
+  row, _ = from_files.evaluate_file("stacked_digits", str(path), note=lambda text: None)
+  row = json.loads(json.dumps(row, allow_nan=False))
   assert row["num_modes_total"] == 1000 and row["modes"] > 900 and row["kl"] < 0.5
   assert "not Inception" in row["feature_space"]
   assert row["classifier_precision"] > 0.5 and row["classifier_recall"] > 0.5
   bad = tmp_path / "bad.npy"
   np.save(bad, np.zeros((4, 8, 8)))
-  failed = subprocess.run(
-    [sys.executable, "-m", "jgen.evaluate", "--data=stacked_digits", f"--samples={bad}"],
-    capture_output=True,
-    text=True,
-  )
-  assert failed.returncode == 1 and "[n, 8, 8, 3]" in failed.stderr
+  with pytest.raises(from_files.EvaluateError, match=r"\[n, 8, 8, 3\]"):
+    from_files.evaluate_file("stacked_digits", str(bad))
 
 
 def test_evaluate_row_matches_the_trainer_settings():

@@ -121,11 +121,14 @@ def test_evaluate_cli_checks_the_flag(tmp_path):
   assert result.returncode == 1 and result.stdout == ""
   assert "Inception weights file not found" in result.stderr
   assert "python -m jgen.inception_weights" in result.stderr and "Traceback" not in result.stderr
+  # Points, not images: the command's library refuses the flag before reading anything, with
+  # an EvaluateError, which the command reports in one line as it did the missing file above.
+  from jgen.evals import from_files
+
   points = tmp_path / "points.npy"
   np.save(points, np.zeros((5, 2)))
-  result = _run("jgen.evaluate", "--data=ring8", f"--samples={points}",
-                f"--inception_weights={missing}")  # fmt: skip
-  assert result.returncode == 1 and "applies to images" in result.stderr
+  with pytest.raises(from_files.EvaluateError, match="applies to images"):
+    from_files.evaluate_file("ring8", str(points), str(missing))
 
 
 def test_evaluate_images_adds_inception_fid_on_the_reference_images(monkeypatch, weights_path):
@@ -273,6 +276,8 @@ def _tiny_image_config(**overrides):
 
 
 def test_training_logs_inception_fid_and_refuses_a_bad_file_before_training(tmp_path, weights_path):
+  from threadpoolctl import threadpool_limits
+
   from jgen.data import reference
   from jgen.run import loop
   from jgen.trainers import gan as gan_trainer
@@ -285,16 +290,20 @@ def test_training_logs_inception_fid_and_refuses_a_bad_file_before_training(tmp_
   config = _tiny_image_config(
     **{"eval.inception_weights": weights_path, "eval.inception_samples": 4}
   )
-  row = gan_trainer.train_and_evaluate(config, str(tmp_path / "run"))
-  assert row["step"] == 2 and row["inception_fid"] > 0
-  # The same FID from first principles: G after the same 2 steps, its first 4 evaluation
-  # samples against the first 4 reference images.
-  gan, root, data = gan_trainer.build(config)
-  state, _ = loop.run_chunk(gan, gan_trainer.init_state(gan, root), root, data, 2)
-  samples, _ = gan_trainer.evaluate(gan, state, root)
-  model = inception.load_inception(weights_path)
-  real = reference.reference_images(gan.data.source, 4)
-  expected = inception.inception_fid(model, real, samples[:4], batch_size=4)
+  # One BLAS thread for the FIDs' 2048x2048 eigh, as in test_fid_is_zero_on_identical_sets...
+  with threadpool_limits(1):
+    row = gan_trainer.train_and_evaluate(config, str(tmp_path / "run"))
+    assert row["step"] == 2 and row["inception_fid"] > 0
+    # The same FID from first principles: G after the same 2 steps, its first 4 evaluation
+    # samples against the first 4 reference images. The samples come from the same config
+    # without the weights (training and sampling do not read them), so that only the FID
+    # below is computed again.
+    gan, root, data = gan_trainer.build(_tiny_image_config())
+    state, _ = loop.run_chunk(gan, gan_trainer.init_state(gan, root), root, data, 2)
+    samples, _ = gan_trainer.evaluate(gan, state, root)
+    model = inception.load_inception(weights_path)
+    real = reference.reference_images(gan.data.source, 4)
+    expected = inception.inception_fid(model, real, samples[:4], batch_size=4)
   assert row["inception_fid"] == pytest.approx(expected, rel=1e-6)
 
 

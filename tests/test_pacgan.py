@@ -2,20 +2,22 @@
 and the Table 1 study; and that none of it changes an existing config's results."""
 
 import json
+import math
 import os
 
 import jax
 import jax.numpy as jnp
 import locked
 import numpy as np
+import optax
 import pytest
 
 from configs import gan, gan_setd, pacgan, study_pacgan_table1
 from jgen import models
-from jgen.core import jsonl, rng
+from jgen.core import jsonl, optimizers, rng
 from jgen.models import maxout
 from jgen.models.mlp import BatchNorm
-from jgen.run import trace
+from jgen.run import loop, trace
 from jgen.studies import pacgan_table1 as table1
 from jgen.trainers import gan as gan_trainer
 from jgen.trainers import gan_step
@@ -62,14 +64,82 @@ def test_the_config_is_the_official_protocol():
     5,
     "normal_0.02",
   )
-  # blocks' Adam(beta1=0.8) keeps 0.2 of the old first moment: optax's b1 = 0.2.
+  # PacGAN's Adam(beta1=0.8) under blocks >= aa064519 (the default) is optax's b1 = 0.8;
+  # under older blocks, which wrote one minus the decay, b1 = 0.2 (docs/pacgan.md).
   assert (config.optimizer.learning_rate, config.optimizer.b1, config.optimizer.b2) == (
     1e-4,
-    0.2,
+    0.8,
     0.999,
+  )
+  v7 = pacgan.get_config("data=grid25,m=3,adam=blocks_v7")
+  assert (v7.optimizer.b1, v7.optimizer.b2) == (0.2, 0.999)
+  # Nothing else differs between the two readings.
+  v7.optimizer.b1 = config.optimizer.b1
+  assert v7.to_dict() == config.to_dict()
+  study = study_pacgan_table1.get_config("adam=blocks_v7")
+  assert (
+    study.base.optimizer.b1 == 0.2 and study_pacgan_table1.get_config().base.optimizer.b1 == 0.8
   )
   with pytest.raises(ValueError, match="valid: \\(1, 2, 3, 4\\)"):
     pacgan.get_config("m=5")
+  with pytest.raises(ValueError, match="valid: blocks_v8, blocks_v7"):
+    pacgan.get_config("adam=v9")
+
+
+def _blocks_adam(version, grads, learning_rate, beta1, beta2, epsilon=1e-8):
+  """blocks' Adam.compute_step written out (blocks/algorithms/__init__.py): "v7" as at
+  699e2704, the last master commit before aa064519; "v8" from aa064519 on (as at 55d3159,
+  the merge of pull request 1176). Returns the parameter after each step, from 0."""
+  decay = float(np.float32(1 - 1e-8))  # v7's default decay_factor, a float32 shared variable
+  mean = variance = param = np.zeros_like(grads[0], np.float64)
+  params = []
+  for t1, grad in enumerate(grads, start=1):
+    if version == "v7":
+      beta_1t = 1.0 - (1.0 - beta1) * decay ** (t1 - 1)
+      rate = learning_rate * np.sqrt(1.0 - (1.0 - beta2) ** t1) / (1.0 - (1.0 - beta_1t) ** t1)
+      mean = beta_1t * grad + (1.0 - beta_1t) * mean
+      variance = beta2 * grad**2 + (1.0 - beta2) * variance
+    else:
+      beta_1t = beta1 * 1.0 ** (t1 - 1)  # decay_factor 1 from 8607adb on
+      rate = learning_rate * np.sqrt(1.0 - beta2**t1) / (1.0 - beta_1t**t1)
+      mean = beta_1t * mean + (1.0 - beta_1t) * grad
+      variance = beta2 * variance + (1.0 - beta2) * grad**2
+    param = param - rate * mean / (np.sqrt(variance) + epsilon)
+    params.append(param)
+  return np.stack(params)
+
+
+def _optax_path(optimizer_config, grads):
+  optimizer = optimizers.make_optimizer(optimizer_config)
+  param = jnp.zeros(grads.shape[1:], jnp.float32)
+  state, params = optimizer.init(param), []
+  for grad in grads:
+    updates, state = optimizer.update(jnp.asarray(grad, jnp.float32), state, param)
+    param = optax.apply_updates(param, updates)
+    params.append(np.asarray(param))
+  return np.stack(params)
+
+
+@pytest.mark.parametrize(
+  ("switch", "version", "blocks_beta2"),
+  # PacGAN leaves beta2 at the installed blocks' default: 0.999 in v8, 0.001 in v7.
+  [("adam=blocks_v8", "v8", 0.999), ("adam=blocks_v7", "v7", 0.001)],
+)
+def test_each_adam_switch_steps_as_its_blocks_version_does(switch, version, blocks_beta2):
+  # Gradients of a tiny problem whose scale changes (so bias correction and the moments show).
+  grads = np.random.default_rng(0).normal(size=(30, 6)) * np.linspace(0.1, 3.0, 30)[:, None]
+  config = pacgan.get_config(switch).optimizer
+  lr = config.learning_rate
+  expected = _blocks_adam(version, grads, lr, beta1=0.8, beta2=blocks_beta2)
+  # blocks adds epsilon to sqrt(v) before bias correction, optax after (up to ~3e-6 of a
+  # step here), and optax runs in float32: measured 7e-6 of the path's scale; the two
+  # readings differ by 0.25-0.33 of it.
+  scale = np.abs(expected).max()
+  np.testing.assert_allclose(_optax_path(config, grads), expected, rtol=0, atol=3e-5 * scale)
+  # The other reading is measurably a different optimizer on the same gradients.
+  other = "v7" if version == "v8" else "v8"
+  other_path = _blocks_adam(other, grads, lr, beta1=0.8, beta2=0.001 if other == "v7" else 0.999)
+  assert np.abs(other_path - expected).max() > 0.05 * scale
 
 
 def test_maxout_shapes_parameter_count_and_grouping():
@@ -81,11 +151,12 @@ def test_maxout_shapes_parameter_count_and_grouping():
   assert h.shape == (7, 4)
   dense = x @ variables["params"]["Dense_0"]["kernel"] + variables["params"]["Dense_0"]["bias"]
   np.testing.assert_allclose(h, dense.reshape(7, 4, 5).max(-1), rtol=1e-6)
+  # The paper's D: shapes only (jax.eval_shape), not 400,000 initialized weights per pack size.
   for m, expected in ((1, 405_201), (2, 407_201), (4, 411_201)):
     d = maxout.MaxoutPack(200, 3, 5, "normal_0.02")
-    params = d.init(jax.random.key(0), jnp.zeros((1, m, 2)))
-    assert sum(leaf.size for leaf in jax.tree.leaves(params)) == expected
-    assert d.apply(params, jnp.ones((6, m, 2))).shape == (6,)
+    params = jax.eval_shape(d.init, jax.random.key(0), jnp.zeros((1, m, 2)))
+    assert sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(params)) == expected
+    assert jax.eval_shape(d.apply, params, jnp.ones((6, m, 2))).shape == (6,)
 
 
 def test_normal_init_has_std_0_02_and_zero_biases():
@@ -148,7 +219,8 @@ def test_generator_statistics_live_in_the_state_update_are_digested_and_resume_b
   state = g.init_state(root)
   assert set(state.g_params) == {"params", "batch_stats"}
   assert set(state.g_opt_state[0].mu) == {"params"}  # the optimizer never sees statistics
-  stepped, _ = jax.jit(lambda s: gan_step.train_step(g, s, root, data))(state)
+  # Ten steps in one chunk, the program the runs below use (the chunk donates its input: a copy).
+  stepped, _ = loop.run_chunk(g, jax.tree.map(jnp.copy, state), root, data, 10)
   before, after = state.g_params["batch_stats"], stepped.g_params["batch_stats"]
   assert all(
     not np.array_equal(a, b)

@@ -7,6 +7,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 from conftest import tiny_config
 
 from jgen.core import jsonl, rng
@@ -20,13 +21,13 @@ def _rows(work_dir):
   return jsonl.read_rows(os.path.join(work_dir, "metrics.jsonl"))
 
 
-def train_state(config, steps=20):
+def train_state(config, steps=10):
   gan, root, data = gan_trainer.build(config)
   state, _ = loop.run_chunk(gan, gan_trainer.init_state(gan, root), root, data, steps)
   return state
 
 
-def train_members(config, steps=20, member=None) -> np.ndarray:
+def train_members(config, steps=10, member=None) -> np.ndarray:
   state = train_state(config, steps)
   leaves = jax.tree.leaves((state.g_params, state.d_params))
   if member is not None:
@@ -34,18 +35,27 @@ def train_members(config, steps=20, member=None) -> np.ndarray:
   return np.concatenate([np.ravel(leaf) for leaf in leaves])
 
 
-def test_a_population_is_deterministic_and_its_members_differ(tmp_path):
-  config = tiny_config(setd=True, **{"population.size": 3})
-  gan_trainer.train_and_evaluate(config, str(tmp_path / "a"))
-  gan_trainer.train_and_evaluate(config, str(tmp_path / "b"))
-  a, b = _rows(tmp_path / "a"), _rows(tmp_path / "b")
-  assert [r["state_digest"] for r in a] == [r["state_digest"] for r in b]
-  assert [r["member_digests"] for r in a] == [r["member_digests"] for r in b]
-  for row in a:
-    assert len(set(row["member_digests"])) == 3  # three different runs
-    assert len(row["d_loss"]) == 3 and len(set(row["d_loss"])) == 3
-  last = a[-1]
-  assert len(last["modes"]) == 3 and len(last["mode_counts"]) == 3
+# One tiny set-D population of 2 (60 steps), shared by the tests that only read a finished run.
+POPULATION = {"population.size": 2}
+
+
+@pytest.fixture(scope="module")
+def population_run(tmp_path_factory):
+  work_dir = tmp_path_factory.mktemp("population")
+  return work_dir, gan_trainer.train_and_evaluate(
+    tiny_config(setd=True, **POPULATION), str(work_dir)
+  )
+
+
+def test_the_members_of_a_population_differ(population_run):
+  # That a population is deterministic is shown by the resume below: its first 40 steps are a
+  # separate run of the same config, and must give population_run's digests, member by member.
+  rows = _rows(population_run[0])
+  for row in rows:
+    assert len(set(row["member_digests"])) == 2  # two different runs
+    assert len(row["d_loss"]) == 2 and len(set(row["d_loss"])) == 2
+  last = rows[-1]
+  assert len(last["modes"]) == 2 and len(last["mode_counts"]) == 2
 
 
 def test_member_i_draws_the_keys_of_a_standalone_run_with_seed_plus_i():
@@ -62,22 +72,21 @@ def test_member_i_draws_the_keys_of_a_standalone_run_with_seed_plus_i():
 
 def test_member_i_matches_a_standalone_run_up_to_float_rounding():
   # Not bit for bit: vmap batches the matmuls, which rounds differently (README).
-  member = train_members(tiny_config(**{"population.size": 3}), member=1)
-  alone = train_members(tiny_config(**{"seed": 1}))
+  member = train_members(tiny_config(setd=True, **POPULATION), member=1)
+  alone = train_members(tiny_config(setd=True, seed=1))
   np.testing.assert_allclose(member, alone, rtol=1e-5, atol=1e-6)
-  assert np.abs(member - train_members(tiny_config(**{"seed": 2}))).max() > 1e-3
+  assert np.abs(member - train_members(tiny_config(setd=True, seed=2))).max() > 1e-3
 
 
-def test_a_resumed_population_is_bit_identical(tmp_path):
-  config = tiny_config(**{"population.size": 2, "train.num_steps": 60})
-  gan_trainer.train_and_evaluate(config, str(tmp_path / "straight"))
-  half = tiny_config(**{"population.size": 2, "train.num_steps": 40})
+def test_a_resumed_population_is_bit_identical(population_run, tmp_path):
+  half = tiny_config(setd=True, **POPULATION, **{"train.num_steps": 40})
   gan_trainer.train_and_evaluate(half, str(tmp_path / "resumed"))
-  gan_trainer.train_and_evaluate(config, str(tmp_path / "resumed"))
+  gan_trainer.train_and_evaluate(tiny_config(setd=True, **POPULATION), str(tmp_path / "resumed"))
   digests = [
-    [(r["step"], r["state_digest"], r["member_digests"]) for r in _rows(tmp_path / name)]
-    for name in ("straight", "resumed")
+    [(r["step"], r["state_digest"], r["member_digests"]) for r in _rows(work_dir)]
+    for work_dir in (population_run[0], tmp_path / "resumed")
   ]
+  assert [step for step, _, _ in digests[0]] == [20, 40, 60]
   assert digests[0] == digests[1]
 
 
@@ -126,10 +135,9 @@ def test_a_population_sharded_over_8_devices_matches_one_device(tmp_path):
   )
 
 
-def test_population_rows_and_outputs(tmp_path):
-  config = tiny_config(**{"population.size": 2})
-  final = gan_trainer.train_and_evaluate(config, str(tmp_path))
+def test_population_rows_and_outputs(population_run):
+  work_dir, final = population_run
   assert len(final["modes"]) == 2
-  assert json.loads((tmp_path / "config.json").read_text())["population"]["size"] == 2
-  assert (tmp_path / "samples" / "step_00000060.png").exists()
-  assert not (tmp_path / "cases").exists()  # cases are recorded for single runs only
+  assert json.loads((work_dir / "config.json").read_text())["population"]["size"] == 2
+  assert (work_dir / "samples" / "step_00000060.png").exists()
+  assert not (work_dir / "cases").exists()  # cases are recorded for single runs only

@@ -1,6 +1,6 @@
-"""Every command-line tool can be imported beside every other (no clashing absl flags), and the
-commands on jgen.core.cli define no flag on import, print only their output in a normal run, and
-report a mistake as one line."""
+"""Every command-line tool can be imported beside every other (no clashing absl flags), defines
+no flag on import (jgen.core.cli), prints only its output in a normal run, and reports a mistake
+as one line."""
 
 import os
 import pathlib
@@ -10,6 +10,8 @@ import sys
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+# Every `python -m jgen.X` command; each one's shell is jgen.core.cli.run, which defines its
+# flags when it runs, not on import.
 TOOLS = [
   "main",
   "indices",
@@ -19,9 +21,8 @@ TOOLS = [
   "cases",
   "replay",
   "study",
+  "compare_inverse",
 ]
-# Commands whose shell is jgen.core.cli.run: flags defined when run, not on import.
-CLI_TOOLS = ["main", "indices", "evaluate", "inception_weights", "benchmark", "cases", "replay"]
 
 
 def _python(*args, env=None):
@@ -35,14 +36,8 @@ def _python(*args, env=None):
   )
 
 
-def test_all_tools_import_together():
-  code = "; ".join(f"import jgen.{tool}" for tool in TOOLS)
-  result = _python("-c", code)
-  assert result.returncode == 0, result.stderr[-2000:]
-
-
-def test_importing_a_command_defines_no_flags():
-  imports = "; ".join(f"import jgen.{tool}" for tool in CLI_TOOLS)
+def test_all_tools_import_together_and_define_no_flags():
+  imports = "; ".join(f"import jgen.{tool}" for tool in TOOLS)
   code = (
     # absl's and orbax's own modules define their flags (--verbosity, --pdb, ...) when
     # imported: take them as the baseline.
@@ -54,17 +49,14 @@ def test_importing_a_command_defines_no_flags():
   assert result.returncode == 0, result.stderr[-2000:]
 
 
-def test_each_tool_prints_its_usage():
+def test_each_tool_prints_its_usage_and_main_its_shared_flags():
   for tool in TOOLS:
     result = _python("-m", f"jgen.{tool}", "--helpshort")
     # absl exits 1 after help; what matters is that the tool's usage (its docstring) shows.
     assert f"python -m jgen.{tool}" in result.stdout + result.stderr, (tool, result.stderr[-800:])
-
-
-def test_shared_flags_show_in_the_short_help():
-  result = _python("-m", "jgen.main", "--helpshort")
-  for flag in ("--config:", "--workdir:", "--[no]multihost:"):
-    assert flag in result.stdout, result.stdout
+    if tool == "main":
+      for flag in ("--config:", "--workdir:", "--[no]multihost:"):
+        assert flag in result.stdout, result.stdout
 
 
 def test_evaluate_prints_only_its_row(tmp_path):
@@ -89,11 +81,11 @@ def test_mistakes_are_one_line_and_exit_1(tmp_path):
     (["jgen.main", "--config=configs/gan.py:nope=1", "--workdir=w"], "unknown config switch"),
     (["jgen.main", "--config=configs/absent.py", "--workdir=w"], "No such file"),
     (["jgen.main", "--config=configs/gan.py"], "--workdir is required"),
-    (["jgen.main", "--config=configs/gan.py", "--workdir=w", "x"], "unexpected arguments: x"),
     (["jgen.indices", "--config=configs/gan.py", "--bogus"], "Unknown command line flag"),
     (["jgen.evaluate", "--data=ring8"], "give --data and --samples"),
     (["jgen.inception_weights"], "--pth is required"),
   ]
+  # A positional argument: tests/test_indices_cli.py checks its one line word for word.
   for args, message in cases:
     result = _python("-m", *args)
     program = args[0]
@@ -107,10 +99,9 @@ def test_mistakes_are_one_line_and_exit_1(tmp_path):
 
 
 def test_jgen_debug_shows_the_traceback():
+  # The same command without JGEN_DEBUG is one line without a traceback:
+  # tests/test_indices_cli.py::test_bad_settings_exit_nonzero_with_the_fix_and_no_traceback.
   args = ["-m", "jgen.indices", "--config=configs/gan.py", "--config.sampler.kind=nope"]
-  plain = _python(*args, env={"JAX_PLATFORMS": "cpu"})
-  assert plain.returncode == 1 and plain.stderr.startswith("jgen.indices: error: ")
-  assert "Traceback" not in plain.stderr
   debug = _python(*args, env={"JAX_PLATFORMS": "cpu", "JGEN_DEBUG": "1"})
   assert debug.returncode != 0 and "Traceback" in debug.stderr
   assert "valid choices" in debug.stderr
