@@ -7,6 +7,7 @@ cells more than 2 combined standard errors from the paper (jgen/studies/pacgan_t
 
   python -m jgen.study --config=configs/study_pacgan_table1.py --workdir=runs/table1
   python -m jgen.study --config=configs/study_pacgan_table1.py:runlocal --workdir=runs/t1_local
+  python -m jgen.study --config=configs/study_pacgan_table1.py:adam=blocks_v7 --workdir=runs/t1_v7
   python -m jgen.study --config=configs/study_pacgan_table1.py --config.study.pack_sizes=1,2 \
       --config.study.seeds=5 --config.base.train.num_steps=10000 --workdir=runs/table1_10k
 
@@ -42,10 +43,11 @@ PUBLISHED = {
 
 
 def get_config(arg=None):
-  arg = config_lib.parse_arg(arg, runlocal=False)
+  arg = config_lib.parse_arg(arg, adam="blocks_v8", runlocal=False)
   c = ml_collections.ConfigDict()
   c.study_kind = "pacgan_table1"  # the study, by name (jgen/studies/__init__.py)
-  c.base = pacgan.get_config()
+  # adam=blocks_v8|blocks_v7: optax b1 = 0.8 or 0.2 for PacGAN's beta1 (configs/pacgan.py).
+  c.base = pacgan.get_config(f"adam={arg.adam}")
   c.base.collapse.trace = False  # populations are not traced
   # Measured on one device; its published numbers need the same split (decisions.md).
   c.base.population.devices = 1
