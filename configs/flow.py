@@ -53,7 +53,7 @@ def base_config(arg) -> ml_collections.ConfigDict:
   c.objective = ml_collections.ConfigDict()
   c.objective.name = arg.objective  # flow_matching | noise_prediction | discriminator_flow
   c.objective.s_min = 1e-3  # noise prediction: smallest noise level trained and sampled
-  # Training levels t = 1 - (1 - u)^level_power, u ~ U[0, 1] (1: uniform; t = 1 is data).
+  # > 1 draws training levels nearer the data (1: uniform; jgen/losses/denoising.warp_levels).
   c.objective.level_power = 1.0
 
   c.model = ml_collections.ConfigDict()

@@ -80,10 +80,16 @@ def noise_prediction_loss(predict, x: jax.Array, eps: jax.Array, s_B: jax.Array)
   return jnp.mean((predict(noise_prediction_inputs(x, eps, s_B), s_B) - eps) ** 2)
 
 
-def warp_levels(u_B: jax.Array, power: float) -> jax.Array:
-  """Levels t = 1 - (1 - u)^power from uniform u: power > 1 puts more of them near the data
-  (t = 1), where the discriminator flow must tell a mode from the gap beside it."""
-  return 1.0 - (1.0 - u_B) ** power
+def warp_levels(u_B: jax.Array, power: float, data_end: float = 1.0) -> jax.Array:
+  """Levels in [0, 1] from uniform u: power > 1 puts more of them near the data, where a
+  model must tell a mode from the gap beside it. `data_end` says which end is data: 1 for flow
+  matching and the discriminator flow (t = 1 - (1 - u)^power), 0 for noise prediction's s
+  (s = 1 - (1 - u^power)). Power 1 gives 1 - (1 - u) either way, bit for bit."""
+  if data_end == 1.0:
+    return 1.0 - (1.0 - u_B) ** power
+  if data_end == 0.0:
+    return 1.0 - (1.0 - u_B**power)
+  raise ValueError(f"data_end must be 0 or 1, got {data_end}")
 
 
 def discriminator_flow_loss(logit, x0: jax.Array, x1: jax.Array, t_B: jax.Array):

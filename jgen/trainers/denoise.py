@@ -70,7 +70,7 @@ class Denoiser(TrainerDefaults):
   evaluators: tuple = ()  # config.evals (jgen/datasets/evaluators.py)
   metric_names: tuple
   decayed: bool  # the optimizer is chain(optimizer, cosine schedule)
-  level_power: float  # training levels t = 1 - (1 - u)^level_power, u uniform
+  level_power: float  # > 1: training levels nearer the data (training_levels)
   # Sums over devices in mesh order (config.deterministic; parallel.mean_over_devices): the
   # loss and its gradient are per-device means averaged in that order.
   fixed_order_sums: bool = False
@@ -237,6 +237,13 @@ def from_model(den: Denoiser, x: jax.Array) -> jax.Array:
   return jnp.clip((x + 1.0) / 2.0, 0.0, 1.0) if den.is_image else x
 
 
+def training_levels(den: Denoiser, uniform_B: jax.Array) -> jax.Array:
+  """Each example's level in [0, 1] in its objective's convention (noise prediction: 0 is data;
+  the others: 1 is data), warped towards the data by `level_power`."""
+  data_end = 0.0 if den.objective == "noise_prediction" else 1.0
+  return denoising.warp_levels(uniform_B, den.level_power, data_end)
+
+
 def objective_terms(den: Denoiser, params, x1, noise, level):
   """(loss, metrics) of the objective on data x1 (model scale), noise and levels in [0, 1]."""
   apply = functools.partial(den.network.apply, params)
@@ -258,7 +265,7 @@ def train_step(den: Denoiser, state: TrainState, root: jax.Array, data):
   x1 = members.shard_batch(den, to_model(den, real))
   noise = jax.random.normal(rng.step_key(root, rng.Stream.SOURCE_NOISE, step), x1.shape)
   uniform = jax.random.uniform(rng.step_key(root, rng.Stream.NOISE_LEVEL, step), x1.shape[:1])
-  level = denoising.warp_levels(uniform, den.level_power)
+  level = training_levels(den, uniform)
   noise, level = members.shard_batch(den, noise), members.shard_batch(den, level)
 
   value_and_grad = jax.value_and_grad(functools.partial(objective_terms, den), has_aux=True)
