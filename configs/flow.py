@@ -72,6 +72,8 @@ def base_config(arg) -> ml_collections.ConfigDict:
   c.sampling.step_size = 0.0
   c.sampling.final_step_size = 0.0
   c.sampling.normalize = False
+  # Ascent: scale the steps so that it can reach the farthest mode from any likely start.
+  c.sampling.reach_every_mode = False
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "adam"

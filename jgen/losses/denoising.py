@@ -23,9 +23,11 @@ an evaluation can reuse the same noise every time.
 """
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jgen.models import denoisers
 
@@ -209,6 +211,42 @@ def ascend(logit, noise: jax.Array, sampling: Sampling) -> jax.Array:
     return x + eta * g
 
   return jax.lax.fori_loop(0, sampling.num_steps, step, noise)
+
+
+def source_radius(quantile: float = 0.99) -> float:
+  """The radius within which a 2D unit Gaussian falls with `quantile` probability:
+  sqrt(-2 ln(1 - q)) (its radius is Rayleigh-distributed)."""
+  return math.sqrt(-2.0 * math.log(1.0 - quantile))
+
+
+def reach_travel(means_Kx2: np.ndarray, sigma: float, quantile: float = 0.99) -> float:
+  """Distance an ascent must be able to travel to reach the farthest mode from any likely start:
+  the source's `quantile` radius plus the farthest mode's distance from the origin plus three
+  of its standard deviations (the triangle inequality bounds every start-to-mode distance)."""
+  means = np.asarray(means_Kx2, dtype=np.float64)
+  if means.ndim != 2 or means.shape[1] != 2:
+    raise ValueError(f"the ascent's reach is derived for 2D mixtures, got means {means.shape}")
+  farthest = float(np.sqrt((means**2).sum(axis=1)).max())
+  return source_radius(quantile) + farthest + 3.0 * sigma
+
+
+def ascent_travel(sampling: "Sampling") -> float:
+  """The total distance a normalized ascent moves: the sum of its geometric step sizes."""
+  final = sampling.final_step_size or sampling.step_size
+  ratio = final / sampling.step_size
+  n = sampling.num_steps
+  return float(sum(sampling.step_size * ratio ** (k / max(n - 1, 1)) for k in range(n)))
+
+
+def with_travel(sampling: "Sampling", travel: float) -> "Sampling":
+  """`sampling` with both step sizes scaled (their ratio kept) so that the ascent moves
+  `travel` in total."""
+  scale = travel / ascent_travel(sampling)
+  return dataclasses.replace(
+    sampling,
+    step_size=sampling.step_size * scale,
+    final_step_size=sampling.final_step_size * scale,
+  )
 
 
 def posterior_sample(predict, noise, key, num_steps: int, residual_norm, scale: float):

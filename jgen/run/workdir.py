@@ -73,6 +73,7 @@ ADDED_KEYS = {
   "model.generator.init": "flax",
   "model.discriminator.init": "flax",
   "eval.bn_refresh_batches": 0,
+  "sampling.reach_every_mode": False,
 }
 # Keys that cannot change a single run's results (population.size 1).
 POPULATION_ONLY = ("population.devices",)

@@ -121,14 +121,7 @@ class Denoiser(TrainerDefaults):
       ),
       data=data,
       **order,
-      sampling=denoising.Sampling(
-        config.sampling.method,
-        config.sampling.num_steps,
-        config.sampling.step_size,
-        config.sampling.final_step_size,
-        config.sampling.normalize,
-        config.objective.s_min,
-      ),
+      sampling=_sampling(config, data),
       level_power=config.objective.level_power,
       eval_samples=config.eval.num_samples,
       eval_batch=config.eval.sample_batch,
@@ -235,6 +228,28 @@ def to_model(den: Denoiser, x: jax.Array) -> jax.Array:
 
 def from_model(den: Denoiser, x: jax.Array) -> jax.Array:
   return jnp.clip((x + 1.0) / 2.0, 0.0, 1.0) if den.is_image else x
+
+
+def _sampling(config, data) -> denoising.Sampling:
+  """config.sampling; with `reach_every_mode`, the ascent's steps scaled so that it can travel
+  from any likely start to the farthest mode (denoising.reach_travel)."""
+  sampling = denoising.Sampling(
+    config.sampling.method,
+    config.sampling.num_steps,
+    config.sampling.step_size,
+    config.sampling.final_step_size,
+    config.sampling.normalize,
+    config.objective.s_min,
+  )
+  if not config.sampling.get("reach_every_mode", False):
+    return sampling
+  if sampling.method != "ascent" or not sampling.normalize or not hasattr(data, "mixture"):
+    raise ValueError(
+      "sampling.reach_every_mode scales a normalized ascent (sampling.method='ascent', "
+      "sampling.normalize=True) on a 2D mixture; set it to False"
+    )
+  mixture = data.mixture
+  return denoising.with_travel(sampling, denoising.reach_travel(mixture.means_Kx2, mixture.sigma))
 
 
 def training_levels(den: Denoiser, uniform_B: jax.Array) -> jax.Array:
