@@ -272,6 +272,11 @@ def report_markdown(report: dict, config) -> str:
   lines = [
     "# Sampling-order study (preregistered: docs/preregistration/sampling_order.md)",
     "",
+    "Every number below comes from `python -m jgen.study "
+    "--config=configs/study_sampling_order_trend.py --workdir=W`, bit for bit under the lock "
+    "on the CPU that ran it (XLA may compile other code for another CPU); rerun it on a "
+    "finished W to rebuild this report.",
+    "",
     f"Ring8, G {base.model.generator.depth} x {base.model.generator.width}, D "
     f"{base.model.discriminator.depth} x {base.model.discriminator.width}, batch "
     f"{base.train.batch_size} ({config.study.one_per_mode_batch} at N = {_modes(config)}), "
