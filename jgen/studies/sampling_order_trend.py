@@ -267,6 +267,14 @@ def _f(value, digits=2) -> str:
   return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _p(value) -> str:
+  """A p-value; a permutation p-value is never below 1 / (1 + permutations), so small ones
+  are shown in full rather than as 0.0000."""
+  if value is None:
+    return "n/a"
+  return f"{value:.4f}" if value >= 0.001 else f"{value:.1e}"
+
+
 def report_markdown(report: dict, config) -> str:
   base = config.base
   lines = [
@@ -287,6 +295,24 @@ def report_markdown(report: dict, config) -> str:
     "evaluation.",
     "",
   ]
+  lines += [
+    "## Summary",
+    "",
+    f"| block | family | {BASELINE} collapsed | {MOST_REPETITIVE} collapsed | most − least "
+    "repetitive, modes [95%] | trend p | Holm p | verdict |",
+    "|---|---|---|---|---|---|---|---|",
+  ]
+  for block in report["blocks"]:
+    low, high = block["extreme_difference_95"]
+    rates = [
+      block["per_order"].get(name, {}).get("collapse_rate") for name in (BASELINE, MOST_REPETITIVE)
+    ]
+    lines.append(
+      f"| {block['name']} | {block['family']} | {_f(rates[0])} | {_f(rates[1])} | "
+      f"{block['extreme_difference']:+.2f} [{low:+.2f}, {high:+.2f}] | "
+      f"{_p(block['trend']['p_value'])} | {_p(block['holm_p_value'])} | {block['verdict']} |"
+    )
+  lines.append("")
   for block in report["blocks"]:
     lines += [
       f"## {block['discriminator']} D, {block['optimizer']}, N = {block['num_train']} "
@@ -321,8 +347,8 @@ def report_markdown(report: dict, config) -> str:
     lines += [
       "",
       f"- Scores: {block['scoring']}.",
-      f"- {trend['method']}: p = {trend['p_value']:.4f} ({trend['permutations']} "
-      f"permutations); Holm-adjusted p = {_f(block['holm_p_value'], 4)}.",
+      f"- {trend['method']}: p = {_p(trend['p_value'])} ({trend['permutations']} "
+      f"permutations); Holm-adjusted p = {_p(block['holm_p_value'])}.",
       f"- Slope {block['slope']:+.3f} modes per score unit; implied most − least repetitive "
       f"difference {block['extreme_difference']:+.2f} modes, 95% bootstrap [{lo95:+.2f}, "
       f"{hi95:+.2f}], 90% [{lo90:+.2f}, {hi90:+.2f}].",
@@ -338,7 +364,7 @@ def report_markdown(report: dict, config) -> str:
       )
     test = block["collapse_across_orders"]
     lines += [
-      f"- Collapse across orders, {test['method']}: p = {_f(test['p_value'], 4)}.",
+      f"- Collapse across orders, {test['method']}: p = {_p(test['p_value'])}.",
       f"- **Verdict: {block['verdict']}.**",
       "",
       f"| order − {BASELINE} | endpoint difference [95% paired bootstrap] | collapse-rate "
