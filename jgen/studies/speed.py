@@ -163,9 +163,10 @@ def replay_speed(case_dir: str, repeats: int) -> dict:
 def population_scaling(config, sizes: list[int], steps: int, repeats: int) -> list[dict]:
   """Member-steps/s of one vmapped program per population size P.
 
-  On CPU the step is compute-bound, so vmap gains little; on an accelerator one small GAN
-  leaves the device idle and P members fill it. `sequential_members_per_sec` is P=1's
-  rate: what running the members one after another would give.
+  On CPU vmap alone gains little (XLA:CPU runs the batched matmuls on one thread); the
+  members split over the cores (jgen/core/parallel.py) gain when those cores are free. On an
+  accelerator one small GAN leaves the device idle and P members fill it.
+  `speedup_over_sequential` compares with P=1's rate: the members one after another.
   """
   rows = []
   for size in sizes:
@@ -173,14 +174,15 @@ def population_scaling(config, sizes: list[int], steps: int, repeats: int) -> li
     sized.population.size = size
     sized.collapse.trace = False  # populations are not traced; compare like with like
     member_steps = max(10, steps // size)
-    seconds, _, _ = _train_seconds(sized, member_steps, repeats)
+    seconds, _, (gan, _, _) = _train_seconds(sized, member_steps, repeats)
     rows.append(
       {
         "measure": "population",
         "population": size,
         "steps": member_steps,
         "member_steps_per_sec": round(size * member_steps / seconds, 1),
-        "devices": f"{jax.device_count()}x {jax.devices()[0].device_kind}",
+        # the devices this population ran on (a single run keeps one; parallel.py)
+        "devices": f"{gan.mesh.size}x {jax.devices()[0].device_kind}",
       }
     )
   for row in rows:
