@@ -41,26 +41,10 @@ def counterfactual(case: dict, overrides: list[str], out_dir: str) -> dict:
     trainer, root, data = replay.build(config)
     state, notes = replay.restore_start(case, trainer, root)
     data = trainer.step_data(config, root, data, start, end)
-    evaluations, samples = [], {}
-
-    def on_stop(
-      step,
-      state,
-      _,
-      trainer=trainer,
-      root=root,
-      data=data,
-      evaluations=evaluations,
-      samples=samples,
-    ):
-      if step in eval_steps:
-        points, row = trainer.evaluate(state, root, data)
-        evaluations.append({"step": step, **row})
-        samples[step] = points
-
-    branch = replay.run_window(
-      trainer, state, root, data, start, end, eval_steps, on_stop, config.train.steps_per_dispatch
+    branch = run_branch(
+      trainer, state, root, data, start, end, eval_steps, root, config.train.steps_per_dispatch
     )
+    evaluations = branch.evaluations
     detector = detectors.Detector(original_config.collapse, case.get("detector_at_start"))
     fired = []
     for row in evaluations:
@@ -74,7 +58,6 @@ def counterfactual(case: dict, overrides: list[str], out_dir: str) -> dict:
       "first_divergence_from_recording": None if mismatch is None else mismatch[0],
       "restored": notes or ["the whole state, from the case's checkpoint"],
     }
-    branch.evaluations, branch.samples = evaluations, samples
     results[name]["_branch"] = branch
   os.makedirs(out_dir, exist_ok=True)
   # The run's evaluation at the start step, if any, begins both curves.
@@ -89,6 +72,28 @@ def counterfactual(case: dict, overrides: list[str], out_dir: str) -> dict:
   path = os.path.join(out_dir, "counterfactual.json")
   jsonl.replace_bytes(path, json.dumps(report, indent=1).encode())
   return report
+
+
+def run_branch(
+  trainer, state, root, data, start: int, end: int, eval_steps: set, eval_root, steps_per_dispatch
+) -> replay.Branch:
+  """Steps `start` -> `end` from `state`, evaluated at each of `eval_steps` with the fixed z of
+  `eval_root` (a branch trained under another seed is judged on the same z as the recorded
+  run, so that its curves differ by its training only); returns the branch with its
+  evaluations and samples. `state` is consumed (its buffers are donated)."""
+  evaluations, samples = [], {}
+
+  def on_stop(step, state, _):
+    if step in eval_steps:
+      points, row = trainer.evaluate(state, eval_root, data)
+      evaluations.append({"step": step, **row})
+      samples[step] = points
+
+  branch = replay.run_window(
+    trainer, state, root, data, start, end, eval_steps, on_stop, steps_per_dispatch
+  )
+  branch.evaluations, branch.samples = evaluations, samples
+  return branch
 
 
 def curve_keys(rows: list[dict]) -> list[str]:

@@ -13,6 +13,7 @@ Counterfactual branches from a case are jgen/replays/counterfactual.py.
 import dataclasses
 import os
 import time
+import weakref
 
 import jax
 import ml_collections
@@ -114,23 +115,50 @@ def restore_start(case: dict, trainer, root) -> tuple[object, list]:
       raise _damaged(case, step_dir, error) from None
   finally:
     ckpts.close()
-  parts, fresh_names, fresh = {}, [], None
-  for field in dataclasses.fields(like):
-    if field.name == "step":
+  return carry_over(stored, trainer, root)
+
+
+def carry_over(stored: dict, trainer, root, reset=()) -> tuple[object, list]:
+  """A start state in `trainer`'s structure from `stored` (field name -> tree, as a checkpoint
+  or a state on the host holds them), and notes on the parts that were not kept.
+
+  Each part whose shapes fit is kept; a part whose shapes differ (another discriminator, say),
+  or that `reset` names, starts from a fresh initialization (its INIT stream of `root`). The
+  step is always kept: the data order and noise go on from it.
+  """
+  like = _abstract_state(trainer, root)
+  names = [field.name for field in dataclasses.fields(like)]
+  unknown = sorted(set(reset) - set(names) | ({"step"} & set(reset)))
+  if unknown:
+    raise ValueError(f"cannot reset {', '.join(unknown)}; the state's parts: {', '.join(names)}")
+  parts, changed, reset_names, fresh = {}, [], [], None
+  for name in names:
+    if name == "step":
       parts["step"] = jax.device_put(stored["step"], like.step.sharding)
       continue
-    kept = _reuse(stored[field.name], getattr(like, field.name))
+    kept = None if name in reset else _reuse(stored[name], getattr(like, name))
     if kept is None:
       if fresh is None:
-        fresh = trainer.init_state(root)
-      kept = getattr(fresh, field.name)
-      fresh_names.append(field.name)
-    parts[field.name] = kept
+        fresh = _fresh_state(trainer, root)
+      kept = getattr(fresh, name)
+      (reset_names if name in reset else changed).append(name)
+    parts[name] = kept
   notes = [
-    f"{' and '.join(names)}: freshly initialized (the override changes their shapes)"
-    for names in _by_owner(fresh_names)
-  ]
+    f"{' and '.join(group)}: freshly initialized (the override changes their shapes)"
+    for group in _by_owner(changed)
+  ] + [f"{' and '.join(group)}: freshly initialized (reset)" for group in _by_owner(reset_names)]
   return type(like)(**parts), notes
+
+
+# One compiled initialization per trainer: a study branches many cases with one trainer, and
+# `init_state` compiles afresh on every call (about 1.5 s each on a busy 2-core CPU).
+_INIT_STATE = weakref.WeakKeyDictionary()
+
+
+def _fresh_state(trainer, root):
+  if trainer not in _INIT_STATE:
+    _INIT_STATE[trainer] = jax.jit(trainer.init_state)
+  return _INIT_STATE[trainer](root)
 
 
 def _damaged(case: dict, step_dir: str, error: Exception) -> Exception:
@@ -225,6 +253,41 @@ def first_trace_mismatch(
     for c in np.flatnonzero(differ[index])
   ]
   return int(recorded[index, 0]), parts
+
+
+def replay_to(case: dict, step: int, built: tuple | None = None) -> tuple:
+  """(trainer, root, data, state at `step`): the recorded run from the case's start checkpoint
+  to `step` (start < step <= end), every step checked against the recorded trace; raises
+  ReplayMismatch naming the first step that differs. A branch that should start where the
+  detectors fired, not at the checkpoint before, starts from this state.
+
+  `built` is (trainer, root, data) of the case's config, to reuse a trainer's compiled steps
+  across cases (default: `build` it).
+  """
+  config = recorder.case_config(case)
+  trainer, root, data = built or build(config)
+  start, end = case["start_step"], case["end_step"]
+  if not start < step <= end:
+    raise ValueError(f"case {case['id']} records steps {start} -> {end}; cannot replay to {step}")
+  state, notes = restore_start(case, trainer, root)
+  if notes:
+    raise recorder.DamagedCaseError(
+      f"case {case['id']}'s config does not fit its checkpoint ({'; '.join(notes)})"
+    )
+  recorded_trace = recorder.read_trace(case)
+  columns = recorder.traced_columns(case)
+  data = trainer.step_data(config, root, data, start, step)
+  reached = {}
+
+  def on_stop(at, state, replayed):
+    bad = first_trace_mismatch(replayed, recorded_trace, columns)
+    if bad is not None:
+      raise ReplayMismatch(f"mismatch at step {bad[0]}: {', '.join(bad[1])} differ")
+    reached["state"] = state
+
+  steps = config.train.steps_per_dispatch
+  run_window(trainer, state, root, data, start, step, set(), on_stop, steps)
+  return trainer, root, data, reached["state"]
 
 
 def verify(

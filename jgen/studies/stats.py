@@ -3,9 +3,9 @@
 Every answer in a study is a distribution over seeds, and populations are small (tens of
 seeds per cell), so the tests here are exact or small-sample aware: Wilson intervals rather
 than the Wald interval (which collapses to zero width at 0/n or n/n, exactly the rates a
-collapse study sees), and exact tests across sampling orders (Fisher's, and its
-Freeman-Halton extension to k groups). The arithmetic uses only numpy and the standard
-library; scipy is deliberately not a dependency.
+collapse study sees), exact tests across sampling orders (Fisher's, and its
+Freeman-Halton extension to k groups) and McNemar's exact test for paired outcomes. The
+arithmetic uses only numpy and the standard library; scipy is deliberately not a dependency.
 """
 
 import math
@@ -149,6 +149,27 @@ def fisher_exact_two_sided(a: int, b: int, c: int, d: int) -> float:
   scale = round(1 / _FISHER_RELATIVE_TOLERANCE)
   extreme = sum(w for w in weights.values() if w * scale <= observed * (scale + 1))
   return min(1.0, extreme / math.comb(row1 + row2, col1))
+
+
+def mcnemar_exact(only_first: int, only_second: int) -> float:
+  """Two-sided p-value of McNemar's test for paired binary outcomes, in its exact form.
+
+  McNemar (1947), "Note on the sampling error of the difference between correlated proportions
+  or percentages", Psychometrika 12(2):153-157. Each pair (a case branched two ways) is a
+  success or failure under each condition; only the discordant pairs carry information:
+  `only_first` succeeded under the first condition alone, `only_second` under the second
+  alone. Under the null that the two conditions succeed equally often, given n = only_first +
+  only_second discordant pairs, only_first is Binomial(n, 1/2); the exact conditional p-value
+  is min(1, 2 P(X <= the smaller count)), the binomial sign test (Fagerland, Lydersen and Laake
+  2013, BMC Medical Research Methodology 13:91, compare it with the asymptotic and mid-p
+  forms). No discordant pairs gives 1.0. The chi-square form is not used: a study of tens of
+  cases has few discordant pairs, where it is far from exact.
+  """
+  _check_counts(only_first=only_first, only_second=only_second)
+  b, c = int(only_first), int(only_second)
+  n = b + c
+  tail = sum(math.comb(n, k) for k in range(min(b, c) + 1))
+  return min(1.0, 2 * tail / 2**n)  # integers until the last division: exact for any n
 
 
 def _upper_regularized_gamma(a: float, x: float) -> float:
