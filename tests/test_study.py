@@ -162,7 +162,10 @@ def test_studies_are_chosen_by_the_config_name():
     assert callable(chosen.run_study) and chosen.REPORT_FILE.endswith(".md")
   # A config without study_kind is the sampling-order study.
   assert studies.study_name({}) == "sampling_order"
-  valid = "dgn_zdim, inverse_comparison, optimizer_sensitivity, pacgan_table1, sampling_order"
+  valid = (
+    "dgn_zdim, inverse_comparison, optimizer_sensitivity, pacgan_table1, recovery, "
+    "sampling_order, sampling_order_trend"
+  )
   with pytest.raises(registry.UnknownNameError, match=valid):
     studies.get_study("zdim")
 

@@ -13,7 +13,7 @@ from importlib import metadata
 
 import jax
 
-from jgen.core import jsonl
+from jgen.core import jsonl, parallel
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")
 FILE = "environment.json"
@@ -31,9 +31,11 @@ def environment() -> dict:
     "versions": versions(),
     "platform": jax.default_backend(),
     "device_kind": device.device_kind,
-    "device_count": jax.device_count(),
+    # A single run's devices: those jgen splits off the CPU for populations do not count
+    # (a population's split is its config's population.devices).
+    "device_count": len(parallel.population_devices(1)),
     "process_count": jax.process_count(),
-    "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    "xla_flags": parallel.user_xla_flags(),
     "git_commit": git_commit(),
   }
 

@@ -63,6 +63,15 @@ def split_cpu_into_cores() -> None:
   os.environ[CPU_SPLIT_ENV] = str(cores)
 
 
+def user_xla_flags() -> str:
+  """XLA_FLAGS as the user set them: without the device count split_cpu_into_cores added."""
+  flags = os.environ.get("XLA_FLAGS", "")
+  split = os.environ.get(CPU_SPLIT_ENV)
+  if split:
+    flags = " ".join(f for f in flags.split() if f != f"{HOST_DEVICES_FLAG}={split}")
+  return flags
+
+
 def _first_device_per_process(devices) -> list:
   seen, first = set(), []
   for device in devices:
