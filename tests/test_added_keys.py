@@ -4,7 +4,7 @@ the optional keys are settable from the command line."""
 
 import pytest
 
-from configs import gan
+from configs import flow, gan
 from jgen.core import config as config_lib
 from jgen.run import fingerprint, workdir
 
@@ -21,12 +21,21 @@ def recorded_without(config, *keys) -> dict:
   return tree
 
 
-def test_a_record_without_the_added_keys_resumes_under_their_defaults():
-  config = gan.get_config()
-  old = recorded_without(config, *workdir.ADDED_KEYS)
+@pytest.mark.parametrize("config_module", [gan, flow])
+def test_a_record_without_the_added_keys_resumes_under_their_defaults(config_module):
+  config = config_module.get_config()
+  declared = [key for key in workdir.ADDED_KEYS if key in workdir.flatten(config.to_dict())]
+  old = recorded_without(config, *declared)
   assert workdir.config_differences(old, config.to_dict()) == []
   stored = fingerprint.fingerprint(old)
   assert fingerprint.differences(stored, fingerprint.fingerprint(config)) == []
+
+
+def test_every_added_key_is_declared_by_a_config():
+  declared = set()
+  for config_module in (gan, flow):
+    declared |= set(workdir.flatten(config_module.get_config().to_dict()))
+  assert set(workdir.ADDED_KEYS) <= declared, set(workdir.ADDED_KEYS) - declared
 
 
 def test_an_added_key_set_otherwise_than_the_old_run_is_refused():

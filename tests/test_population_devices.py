@@ -32,8 +32,13 @@ def devices(count, processes=1):
   return [FakeDevice(i, process_index=i * processes // count) for i in range(count)]
 
 
+def split_by_jgen(monkeypatch, count: int) -> None:
+  monkeypatch.setenv(parallel.CPU_SPLIT_ENV, str(count))
+  monkeypatch.setenv("XLA_FLAGS", f"{parallel.HOST_DEVICES_FLAG}={count}")
+
+
 def test_a_single_run_keeps_one_device_per_process_when_jgen_split_the_cpu(monkeypatch):
-  monkeypatch.setenv(parallel.CPU_SPLIT_ENV, "4")
+  split_by_jgen(monkeypatch, 4)
   assert [d.id for d in parallel.population_devices(1, devices=devices(4))] == [0]
   # Two processes of 2 devices each: one device of each process, as without the split.
   assert [d.id for d in parallel.population_devices(1, devices=devices(4, processes=2))] == [0, 2]
@@ -42,13 +47,18 @@ def test_a_single_run_keeps_one_device_per_process_when_jgen_split_the_cpu(monke
 def test_devices_the_user_made_are_all_used_by_a_single_run(monkeypatch):
   monkeypatch.delenv(parallel.CPU_SPLIT_ENV, raising=False)
   assert len(parallel.population_devices(1, devices=devices(4))) == 4
-  monkeypatch.setenv(parallel.CPU_SPLIT_ENV, "4")
+  split_by_jgen(monkeypatch, 4)
   gpus = [FakeDevice(i, platform="gpu") for i in range(4)]
   assert len(parallel.population_devices(1, devices=gpus)) == 4
+  # A process that inherited jgen's marker but whose XLA_FLAGS someone replaced: the devices
+  # the flags now make are the user's.
+  monkeypatch.setenv("XLA_FLAGS", f"{parallel.HOST_DEVICES_FLAG}=8")
+  assert len(parallel.population_devices(1, devices=devices(8))) == 8
+  assert parallel.user_xla_flags() == f"{parallel.HOST_DEVICES_FLAG}=8"
 
 
 def test_a_population_takes_as_many_devices_as_split_its_members_evenly(monkeypatch):
-  monkeypatch.setenv(parallel.CPU_SPLIT_ENV, "4")
+  split_by_jgen(monkeypatch, 4)
   assert len(parallel.population_devices(8, devices=devices(4))) == 4
   assert len(parallel.population_devices(6, devices=devices(4))) == 3
   assert len(parallel.population_devices(7, devices=devices(4))) == 1

@@ -1,15 +1,12 @@
 """The README stays true: its commands, configs, tools and tables match the code."""
 
-import concurrent.futures
 import importlib
 import importlib.util
-import os
 import pathlib
 import re
 import shlex
-import subprocess
-import sys
 
+import forked_commands
 import ml_collections
 import pytest
 
@@ -121,14 +118,16 @@ def test_every_launch_script_the_readme_runs_exists_and_names_a_real_config():
     assert all((ROOT / c.split(":")[0]).is_file() for c in configs), command
 
 
-def _parse(command: str) -> tuple[str, int, str]:
-  words = shlex.split(command)
-  assert words[:2] == ["python", "-m"], command
-  env = {**os.environ, "JGEN_PARSE_ONLY": "1", "JAX_PLATFORMS": "cpu"}
-  result = subprocess.run(
-    [sys.executable, *words[1:]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+def _parse_all(commands: list[str]) -> list[tuple[str, int, str]]:
+  """(command, exit code, output) of each command run with JGEN_PARSE_ONLY=1 (each in a process
+  of its own, forked from one that imported the commands: tests/forked_commands.py)."""
+  argvs = [shlex.split(command) for command in commands]
+  for words, command in zip(argvs, commands, strict=True):
+    assert words[:2] == ["python", "-m"], command
+  results = forked_commands.run(
+    [words[2:] for words in argvs], env={"JGEN_PARSE_ONLY": "1", "JAX_PLATFORMS": "cpu"}
   )
-  return command, result.returncode, result.stdout + result.stderr
+  return [(c, r.returncode, r.stdout + r.stderr) for c, r in zip(commands, results, strict=True)]
 
 
 def test_every_readme_command_parses_as_written():
@@ -137,16 +136,19 @@ def test_every_readme_command_parses_as_written():
   A renamed flag or config key fails here instead of in a reader's terminal."""
   commands = [c for c in _command_blocks() if c.startswith("python -m jgen")]
   assert len(commands) >= 15, commands
-  with concurrent.futures.ThreadPoolExecutor(2) as pool:
-    results = list(pool.map(_parse, commands))
+  results = _parse_all(sorted(set(commands)))
   failures = [(c, out) for c, code, out in results if code != 0 or "flags parsed" not in out]
   assert not failures, failures
 
 
 def test_the_parse_check_fails_on_a_misspelt_flag_or_key():
-  for command in (
-    "python -m jgen.main --config=configs/gan.py --workdir=w --config.train.num_stepz=1",
-    "python -m jgen.cases --workdirr=w",
-  ):
-    _, code, out = _parse(command)
+  results = _parse_all(
+    [
+      "python -m jgen.main --config=configs/gan.py --workdir=w --config.train.num_stepz=1",
+      "python -m jgen.cases --workdirr=w",
+      "python -m jgen.cases --workdir=w",  # and parses a good one
+    ]
+  )
+  for command, code, out in results[:2]:
     assert code == 1 and "error" in out, (command, out)
+  assert results[2][1:] == (0, "jgen.cases: flags parsed\n"), results[2]

@@ -116,6 +116,26 @@ def test_a_record_lacking_keys_is_no_change_only_where_every_cell_on_disk_shows_
   )
 
 
+def test_cells_recorded_before_an_added_key_resume_and_a_changed_one_is_refused(tmp_path):
+  """A study whose record and cells predate a key of workdir.ADDED_KEYS resumes when the key's
+  value does what those cells did, and is refused when it does not."""
+  config = tiny_study()
+  run = study.cell_config(config, study.cells(config)[0])
+  cell_dir = tmp_path / "cells" / "a"
+  cell_dir.mkdir(parents=True)
+  record, cell_record = json.loads(json.dumps(config.to_dict())), run.to_dict()
+  del record["base"]["eval"]["bn_refresh_batches"]
+  del cell_record["eval"]["bn_refresh_batches"]
+  (tmp_path / runner.CONFIG_FILE).write_text(json.dumps(record))
+  (cell_dir / "config.json").write_text(json.dumps(cell_record))
+  runner.check_config(str(tmp_path), config, cell_configs={"a": run})
+  (tmp_path / runner.CONFIG_FILE).write_text(json.dumps(record))
+  run.eval.bn_refresh_batches = 3
+  config.base.eval.bn_refresh_batches = 3
+  with pytest.raises(ValueError, match=r"a \(eval.bn_refresh_batches: 0 -> 3\)"):
+    runner.check_config(str(tmp_path), config, cell_configs={"a": run})
+
+
 def _synthetic(sampler, collapsed_flags):
   cell = {"name": sampler, "data": "ring8", "discriminator": "set", "optimizer": "adam",
           "sampler": sampler}  # fmt: skip

@@ -7,6 +7,7 @@ import pathlib
 import subprocess
 import sys
 
+import forked_commands
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -50,8 +51,9 @@ def test_all_tools_import_together_and_define_no_flags():
 
 
 def test_each_tool_prints_its_usage_and_main_its_shared_flags():
-  for tool in TOOLS:
-    result = _python("-m", f"jgen.{tool}", "--helpshort")
+  # Each `python -m jgen.X --helpshort` in a process of its own (tests/forked_commands.py).
+  results = forked_commands.run([[f"jgen.{tool}", "--helpshort"] for tool in TOOLS])
+  for tool, result in zip(TOOLS, results, strict=True):
     # absl exits 1 after help; what matters is that the tool's usage (its docstring) shows.
     assert f"python -m jgen.{tool}" in result.stdout + result.stderr, (tool, result.stderr[-800:])
     if tool == "main":
@@ -81,13 +83,14 @@ def test_mistakes_are_one_line_and_exit_1(tmp_path):
     (["jgen.main", "--config=configs/gan.py:nope=1", "--workdir=w"], "unknown config switch"),
     (["jgen.main", "--config=configs/absent.py", "--workdir=w"], "No such file"),
     (["jgen.main", "--config=configs/gan.py"], "--workdir is required"),
+    (["jgen.main", "--config=configs/gan.py", "--workdir=w", "x"], "unexpected arguments: x"),
     (["jgen.indices", "--config=configs/gan.py", "--bogus"], "Unknown command line flag"),
     (["jgen.evaluate", "--data=ring8"], "give --data and --samples"),
     (["jgen.inception_weights"], "--pth is required"),
   ]
-  # A positional argument: tests/test_indices_cli.py checks its one line word for word.
-  for args, message in cases:
-    result = _python("-m", *args)
+  # Each command in a process of its own (tests/forked_commands.py).
+  results = forked_commands.run([args for args, _ in cases])
+  for (args, message), result in zip(cases, results, strict=True):
     program = args[0]
     assert result.returncode == 1, (args, result.stderr)
     assert result.stderr.startswith(f"{program}: error: ") and message in result.stderr, (

@@ -63,13 +63,19 @@ def split_cpu_into_cores() -> None:
   os.environ[CPU_SPLIT_ENV] = str(cores)
 
 
+def _jgen_split() -> str | None:
+  """The device-count flag split_cpu_into_cores added, if XLA_FLAGS still holds it. A process
+  can inherit the marker with XLA_FLAGS that someone replaced since (a test's subprocess with
+  8 fake devices): those devices are the user's, and a single run uses them all."""
+  split = os.environ.get(CPU_SPLIT_ENV)
+  flag = f"{HOST_DEVICES_FLAG}={split}"
+  return flag if split and flag in os.environ.get("XLA_FLAGS", "").split() else None
+
+
 def user_xla_flags() -> str:
   """XLA_FLAGS as the user set them: without the device count split_cpu_into_cores added."""
-  flags = os.environ.get("XLA_FLAGS", "")
-  split = os.environ.get(CPU_SPLIT_ENV)
-  if split:
-    flags = " ".join(f for f in flags.split() if f != f"{HOST_DEVICES_FLAG}={split}")
-  return flags
+  flags, added = os.environ.get("XLA_FLAGS", ""), _jgen_split()
+  return " ".join(f for f in flags.split() if f != added) if added else flags
 
 
 def _first_device_per_process(devices) -> list:
@@ -87,7 +93,7 @@ def population_devices(population: int, wanted: int = 0, devices=None) -> list:
   are), fewer if the members do not split evenly over them, since each device holds whole
   members. Raises ValueError for a `wanted` the machine cannot give."""
   devices = list(devices if devices is not None else jax.devices())
-  split_by_jgen = os.environ.get(CPU_SPLIT_ENV) and devices[0].platform == "cpu"
+  split_by_jgen = _jgen_split() is not None and devices[0].platform == "cpu"
   if population == 1:
     return _first_device_per_process(devices) if split_by_jgen else devices
   if wanted < 0 or wanted > len(devices):

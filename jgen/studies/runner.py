@@ -113,7 +113,8 @@ def _is_resumable(key: str, resumable: Collection[str]) -> bool:
 
 
 def _differing_keys(old: dict, new: dict, resumable: Collection[str]) -> list[str]:
-  old_flat, new_flat = workdir.flatten(old), workdir.flatten(new)
+  # A key added since `old` was recorded counts as what `old`'s run did (workdir.ADDED_KEYS).
+  old_flat, new_flat = workdir.comparable(workdir.flatten(old), workdir.flatten(new))
   return [
     key
     for key in sorted(set(old_flat) | set(new_flat))
@@ -124,7 +125,7 @@ def _differing_keys(old: dict, new: dict, resumable: Collection[str]) -> list[st
 def config_differences(old: dict, new: dict, resumable: Collection[str] = ()) -> list[str]:
   """'key: old -> new' for every key that differs (or exists in only one), except resumable
   ones: the keys in `resumable`, anything under them, and UNCHANGED_RESULTS."""
-  old_flat, new_flat = workdir.flatten(old), workdir.flatten(new)
+  old_flat, new_flat = workdir.comparable(workdir.flatten(old), workdir.flatten(new))
   return [
     f"{key}: {old_flat.get(key, '<absent>')!r} -> {new_flat.get(key, '<absent>')!r}"
     for key in _differing_keys(old, new, resumable)
