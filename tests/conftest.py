@@ -2,9 +2,7 @@
 compilation cache for the whole suite."""
 
 import importlib.util
-import json
 import os
-import pathlib
 import tempfile
 
 import jax
@@ -36,7 +34,6 @@ def tiny_config(setd: bool = False, **overrides):
 # Bounded (least recently used entries go first); the bound needs `filelock`, which also keeps
 # processes sharing the cache from reading an entry another is still writing.
 COMPILATION_CACHE_BYTES = 2 * 1024**3
-TEST_OPT_LEVEL = "--xla_backend_optimization_level=0"
 
 
 def pytest_configure(config):
@@ -60,14 +57,6 @@ def pytest_configure(config):
   for name, value in settings.items():
     jax.config.update(name, value)
     os.environ[name.upper()] = str(value)  # the subprocesses' JAX reads these at import
-  # LLVM's optimizations take most of the suite's compile time, and its small programs run for
-  # far less time than they compile: about a third off the whole run. Every test compares runs
-  # made under the same flags, and the reference rows recorded at XLA's default level still
-  # match (tests/test_pacgan.py, "the same final rows as before"). JGEN_TEST_XLA_DEFAULT=1 runs the
-  # suite at XLA's default level.
-  flags = os.environ.get("XLA_FLAGS", "")
-  if not os.environ.get("JGEN_TEST_XLA_DEFAULT") and TEST_OPT_LEVEL not in flags:
-    os.environ["XLA_FLAGS"] = f"{flags} {TEST_OPT_LEVEL}".strip()
   # xdist hands out files in collection order (longest first, below), not by test count.
   config.option.loadscopereorder = False
 
@@ -76,10 +65,10 @@ def pytest_configure(config):
 # files first, so that under xdist no long file starts last and runs on alone.
 FILE_SECONDS = "jgen/seconds_per_file"
 _seconds_this_run: dict[str, float] = {}
-# Where no run has been timed (a fresh clone, CI): seconds per file of a whole cold run on a
-# 2-core machine, copied from .pytest_cache/v/jgen/seconds_per_file after it. Only the order
-# comes from them; a stale entry costs some time, never a result.
-COLD_SECONDS_FILE = pathlib.Path(__file__).with_name("seconds_per_file.json")
+# Where no run has been timed (a fresh clone, CI): CPU seconds per file, measured alone with an
+# empty compilation cache on a 2-core machine. Only the order comes from them; a stale entry
+# costs some time, never a result.
+COLD_SECONDS = {}
 
 
 def _last_seconds(config) -> dict[str, float]:
@@ -88,7 +77,7 @@ def _last_seconds(config) -> dict[str, float]:
 
 
 def pytest_collection_modifyitems(config, items):
-  seconds = _last_seconds(config) or json.loads(COLD_SECONDS_FILE.read_text())
+  seconds = _last_seconds(config) or COLD_SECONDS
   # Files without a time (new ones) go first; a file's tests stay together.
   items.sort(key=lambda item: -seconds.get(item.nodeid.split("::")[0], float("inf")))
 
