@@ -19,6 +19,8 @@ Types, by name:
   classifier_fd     Frechet distance of the digit classifier's features to real images
   precision_recall  k-NN precision and recall (Kynkaanniemi et al. 2019): points for 2D
                     mixtures, classifier features for images
+  sliced_w1         2D mixtures: the sliced 1-Wasserstein distance to as many fresh draws of the
+                    mixture (one fixed key), a continuous distance beside the mode count
   memorization      the fraction of samples whose nearest training example is under a third
                     as far as the second nearest (the ratio test of Yoon et al. 2023)
   inception_fid     the standard FID on Inception-v3 pool3 features; needs
@@ -34,10 +36,11 @@ import numpy as np
 from jgen.core import registry
 from jgen.datasets.images import ImageDataset
 from jgen.datasets.mixture import MixtureData
-from jgen.evals import features, images
+from jgen.evals import distances, features, images
 
 MEMORIZATION_RATIO = 1 / 3  # nearest / second-nearest training distance below this: a copy
 MAX_TRAIN_COMPARED = 20_000  # training examples a memorization test compares against
+REFERENCE_SEED = 20181204  # the mixture draws a sliced_w1 compares with: the same for every run
 
 
 def _mixture(data, samples, train, eval_config):
@@ -52,6 +55,18 @@ def _images(data, samples, train, eval_config):
   if not isinstance(data, ImageDataset):
     raise ValueError(f"evaluator type 'images' needs image data, not {data.name}")
   return data.evaluate(samples, eval_config)
+
+
+def reference_draws(data, count: int) -> np.ndarray:
+  """`count` fresh draws of a 2D mixture, the same for every run and member."""
+  return np.asarray(data.mixture.sample(jax.random.key(REFERENCE_SEED), count))
+
+
+def _sliced_w1(data, samples, train, eval_config):
+  del train, eval_config
+  if not isinstance(data, MixtureData):
+    raise ValueError(f"evaluator type 'sliced_w1' needs a 2D mixture, not {data.name}")
+  return {"sliced_w1": distances.sliced_w1(samples, reference_draws(data, len(samples)))}
 
 
 def _classifier_features(data, samples):
@@ -124,6 +139,7 @@ TYPES = {
   "images": _images,
   "classifier_fd": _classifier_fd,
   "precision_recall": _precision_recall,
+  "sliced_w1": _sliced_w1,
   "memorization": _memorization,
   "inception_fid": _inception_fid,
 }
