@@ -36,6 +36,36 @@ def tiny_config(setd: bool = False, **overrides):
 COMPILATION_CACHE_BYTES = 2 * 1024**3
 
 
+# Bytes a test process writes to the compilation cache between two scans of it (below).
+CACHE_SCAN_EVERY_BYTES = 64 * 1024**2
+
+
+def _scan_the_cache_less_often() -> None:
+  """JAX keeps the cache's bound by scanning the whole folder (a stat and a read of every entry's
+  access time) before each write: a cold run writes a few thousand entries, each scan reads up to
+  a few thousand files, and the scans cost minutes of CPU, serialized by the cache's lock. In the
+  test processes a scan runs before a process's first write and again after every
+  CACHE_SCAN_EVERY_BYTES it writes, so the bound holds to within that much per process. Writes
+  stay under the lock (no reader sees half an entry); command subprocesses keep JAX's own scan."""
+  try:
+    from jax._src import lru_cache
+  except ImportError:  # another jax: its own eviction, unchanged
+    return
+  scan = getattr(lru_cache.LRUCache, "_evict_if_needed", None)
+  if scan is None or getattr(scan, "scans_less_often", False):
+    return
+  since_scan = [None]  # bytes written since the last scan; None before the first
+
+  def evict_if_needed(self, *, additional_size: int = 0) -> None:
+    if since_scan[0] is None or since_scan[0] + additional_size > CACHE_SCAN_EVERY_BYTES:
+      scan(self, additional_size=additional_size)
+      since_scan[0] = 0
+    since_scan[0] += additional_size
+
+  evict_if_needed.scans_less_often = True
+  lru_cache.LRUCache._evict_if_needed = evict_if_needed
+
+
 def pytest_configure(config):
   """Compiled programs are kept on disk and shared by every test, xdist worker and command
   subprocess: the suite compiles the same small programs many times (each test builds its own
@@ -54,6 +84,7 @@ def pytest_configure(config):
   }
   if importlib.util.find_spec("filelock") is not None:
     settings["jax_compilation_cache_max_size"] = COMPILATION_CACHE_BYTES
+    _scan_the_cache_less_often()
   for name, value in settings.items():
     jax.config.update(name, value)
     os.environ[name.upper()] = str(value)  # the subprocesses' JAX reads these at import
