@@ -40,6 +40,14 @@ def test_unknown_loss_lists_the_valid_names():
     losses.get_loss("lsgan")
 
 
+def _jitted_penalty(critic, real_SxMxD, fake_SxMxD, key):
+  """losses.gradient_penalty as one jitted program (as a training step runs it): eagerly, each
+  of its hundreds of operations is a program of its own to compile."""
+  return jax.jit(lambda r, f, k: losses.gradient_penalty(critic, r, f, k))(
+    real_SxMxD, fake_SxMxD, key
+  )
+
+
 @pytest.mark.parametrize("norm", [1.0, 0.5, 3.0])
 def test_gradient_penalty_of_a_linear_critic_is_its_norm_gap(norm):
   keys = jax.random.split(jax.random.key(0), 3)
@@ -48,7 +56,7 @@ def test_gradient_penalty_of_a_linear_critic_is_its_norm_gap(norm):
   critic = lambda x_SxMxD: jnp.sum(x_SxMxD * w_MxD, axis=(1, 2))
   real_SxMxD = jax.random.normal(keys[1], (5, SET_SIZE, 2))
   fake_SxMxD = jax.random.normal(keys[2], (5, SET_SIZE, 2))
-  penalty = losses.gradient_penalty(critic, real_SxMxD, fake_SxMxD, jax.random.key(3))
+  penalty = _jitted_penalty(critic, real_SxMxD, fake_SxMxD, jax.random.key(3))
   np.testing.assert_allclose(penalty, (norm - 1.0) ** 2, atol=1e-6)
 
 
@@ -59,7 +67,7 @@ def test_gradient_penalty_interpolates_one_weight_per_set():
   critic = lambda x_SxMxD: jnp.sum(x_SxMxD**2, axis=(1, 2))
   real_SxMxD = jnp.ones((num_sets, SET_SIZE, 2))
   key = jax.random.key(7)
-  penalty = losses.gradient_penalty(critic, real_SxMxD, jnp.zeros_like(real_SxMxD), key)
+  penalty = _jitted_penalty(critic, real_SxMxD, jnp.zeros_like(real_SxMxD), key)
   alpha_S = jax.random.uniform(key, (num_sets, 1, 1))[:, 0, 0]
   expected = jnp.mean((2 * alpha_S * np.sqrt(SET_SIZE * 2) - 1) ** 2)
   np.testing.assert_allclose(penalty, expected, rtol=1e-5)
@@ -75,5 +83,6 @@ def test_gradient_penalty_has_finite_gradients_on_collapsed_sets(name):
     critic = lambda x: module.apply(p, x)
     return losses.gradient_penalty(critic, collapsed_SxMxD, collapsed_SxMxD, jax.random.key(0))
 
-  for grad in jax.tree.leaves(jax.grad(penalty)(params)):
+  # Jitted, as in a training step (eagerly, every operation is a program of its own).
+  for grad in jax.tree.leaves(jax.jit(jax.grad(penalty))(params)):
     assert jnp.all(jnp.isfinite(grad))
