@@ -29,9 +29,12 @@ def model_config(name: str, set_size: int = SET_SIZE, **overrides):
 
 
 def init_discriminator(name: str, set_size: int = SET_SIZE):
+  """The module, its parameters and a batch of sets. Modules are initialized and applied jitted
+  here, as a training step runs them: eagerly, each of their operations is a program of its own
+  to compile."""
   module = models.make_discriminator(model_config(name, set_size))
   x_SxMxD = jax.random.normal(jax.random.key(1), (NUM_SETS, set_size, DATA_DIM))
-  params = module.init(jax.random.key(0), x_SxMxD)
+  params = jax.jit(module.init)(jax.random.key(0), x_SxMxD)
   return module, params, x_SxMxD
 
 
@@ -40,7 +43,7 @@ def test_discriminator_shapes(name):
   set_sizes = (1,) if name == "mlp" else (1, SET_SIZE)
   for set_size in set_sizes:
     module, params, x_SxMxD = init_discriminator(name, set_size)
-    logits_S = module.apply(params, x_SxMxD)
+    logits_S = jax.jit(module.apply)(params, x_SxMxD)
     assert logits_S.shape == (NUM_SETS,)
     assert logits_S.dtype == jnp.float32
 
@@ -49,8 +52,8 @@ def test_generator_shape_and_pacgan_size():
   config = gan.get_config().model
   generator = models.make_generator(config, data_dim=3)
   z_BxZ = jax.random.normal(jax.random.key(0), (7, config.generator.z_dim))
-  params = generator.init(jax.random.key(1), z_BxZ)
-  assert generator.apply(params, z_BxZ).shape == (7, 3)
+  params = jax.jit(generator.init)(jax.random.key(1), z_BxZ)
+  assert jax.jit(generator.apply)(params, z_BxZ).shape == (7, 3)
   # PacGAN's G: 2 -> 4 x 400 ReLU -> 3 here.
   expected = (2 * 400 + 400) + 3 * (400 * 400 + 400) + (400 * 3 + 3)
   assert sum(p.size for p in jax.tree.leaves(params)) == expected
@@ -62,15 +65,17 @@ def test_set_discriminator_is_permutation_invariant(name):
   # A different permutation for every set, none of them the identity.
   orders_SxM = np.stack([np.roll(np.arange(SET_SIZE), 1 + s % (SET_SIZE - 1)) for s in range(5)])
   permuted_SxMxD = jnp.take_along_axis(x_SxMxD, jnp.asarray(orders_SxM)[..., None], axis=1)
+  apply = jax.jit(module.apply)
   np.testing.assert_allclose(
-    module.apply(params, permuted_SxMxD), module.apply(params, x_SxMxD), rtol=1e-5, atol=1e-6
+    apply(params, permuted_SxMxD), apply(params, x_SxMxD), rtol=1e-5, atol=1e-6
   )
 
 
 def test_pack_depends_on_the_order_inside_a_set():
   module, params, x_SxMxD = init_discriminator("pack")
   reversed_SxMxD = x_SxMxD[:, ::-1]
-  difference_S = jnp.abs(module.apply(params, reversed_SxMxD) - module.apply(params, x_SxMxD))
+  apply = jax.jit(module.apply)
+  difference_S = jnp.abs(apply(params, reversed_SxMxD) - apply(params, x_SxMxD))
   assert jnp.all(difference_S > 1e-4), difference_S
 
 
@@ -79,8 +84,9 @@ def test_sets_do_not_leak_into_each_other(name):
   set_size = 1 if name == "mlp" else SET_SIZE
   module, params, x_SxMxD = init_discriminator(name, set_size)
   changed_SxMxD = x_SxMxD.at[0].set(3.0 * x_SxMxD[0] + 1.0)
-  logits_S = module.apply(params, x_SxMxD)
-  changed_logits_S = module.apply(params, changed_SxMxD)
+  apply = jax.jit(module.apply)  # one program for both batches
+  logits_S = apply(params, x_SxMxD)
+  changed_logits_S = apply(params, changed_SxMxD)
   assert changed_logits_S[0] != logits_S[0]
   np.testing.assert_array_equal(changed_logits_S[1:], logits_S[1:])
 
@@ -107,7 +113,7 @@ def test_gradients_are_finite_for_a_collapsed_set(name):
   module, params, x_SxMxD = init_discriminator(name, set_size)
   collapsed_SxMxD = jnp.broadcast_to(x_SxMxD[:, :1], x_SxMxD.shape)
   objective = lambda p, x: jnp.sum(module.apply(p, x))
-  param_grads, input_grads = jax.grad(objective, argnums=(0, 1))(params, collapsed_SxMxD)
+  param_grads, input_grads = jax.jit(jax.grad(objective, argnums=(0, 1)))(params, collapsed_SxMxD)
   for grad in [*jax.tree.leaves(param_grads), input_grads]:
     assert jnp.all(jnp.isfinite(grad))
 
