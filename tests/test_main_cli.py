@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import forked_commands
 import numpy as np
 import pytest
 
@@ -31,8 +32,23 @@ def _main(*args, env=None):
   )
 
 
-def test_a_run_from_the_command_line(tmp_path):
-  result = _main("--config=configs/gan_setd.py:data=grid25", f"--workdir={tmp_path}", *TINY)
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  """This file's first runs (their workdir, their result), each as `python -m jgen.main` in a
+  process of its own, forked from one interpreter (tests/forked_commands.py)."""
+  root = tmp_path_factory.mktemp("runs")
+  args = {
+    "set D": ["--config=configs/gan_setd.py:data=grid25", *TINY],
+    "to resume": ["--config=configs/gan.py", *TINY],
+    "population": ["--config=configs/gan.py", *TINY, "--config.population.size=2"],
+  }
+  commands = [["jgen.main", f"--workdir={root / name}", *flags] for name, flags in args.items()]
+  results = forked_commands.run(commands)
+  return {name: (root / name, result) for name, result in zip(args, results, strict=True)}
+
+
+def test_a_run_from_the_command_line(runs):
+  tmp_path, result = runs["set D"]
   assert result.returncode == 0, result.stderr
   final = json.loads(result.stdout.strip().splitlines()[-1])
   assert final["step"] == 40 and len(final["mode_counts"]) == 25
@@ -58,9 +74,10 @@ def jax_version() -> str:
   return metadata.version("jax")
 
 
-def test_a_resume_under_other_versions_says_so_in_one_line(tmp_path):
+def test_a_resume_under_other_versions_says_so_in_one_line(runs):
+  tmp_path, first = runs["to resume"]
+  assert first.returncode == 0, first.stderr
   args = ["--config=configs/gan.py", f"--workdir={tmp_path}", *TINY]
-  assert _main(*args).returncode == 0
   recorded = json.loads((tmp_path / "environment.json").read_text())
   recorded["latest"]["versions"]["jax"] = "0.0.1"
   (tmp_path / "environment.json").write_text(json.dumps(recorded))
@@ -72,10 +89,8 @@ def test_a_resume_under_other_versions_says_so_in_one_line(tmp_path):
   assert kept["first"]["versions"]["jax"] == recorded["first"]["versions"]["jax"]
 
 
-def test_a_population_ends_with_a_one_line_verdict_before_the_json(tmp_path):
-  result = _main(
-    "--config=configs/gan.py", f"--workdir={tmp_path}", *TINY, "--config.population.size=2"
-  )
+def test_a_population_ends_with_a_one_line_verdict_before_the_json(runs):
+  _, result = runs["population"]
   assert result.returncode == 0, result.stderr
   final = json.loads(result.stdout.strip().splitlines()[-1])
   verdict = result.stderr.strip().splitlines()[-1]
@@ -85,42 +100,59 @@ def test_a_population_ends_with_a_one_line_verdict_before_the_json(tmp_path):
   assert f"all 8 modes in {sum(c == 8 for c in counts)} of 2" in verdict
 
 
-@pytest.mark.parametrize(
-  "override,message",
-  [
-    ("--config.train.nope=1", "the config has no key 'nope'"),
-    ("--config.model.discriminator.name=transformer", "valid choices: attention, deepsets"),
-    ("--config.loss.name=wasserstein", "valid choices: hinge, minimax, non_saturating, wgan_gp"),
-    ("--config.data.name=ring9", "valid choices: celeb_a, cifar10, grid25, mnist, ring8"),
-    ("--config.sampler.kind=stream", "valid choices: epoch_shuffle, explicit, full_batch"),
-    ("--config.sampler.streak_length=0", "streak_length"),
-    ("--config.model.set_size=3", "sets of model.set_size=3"),
-    ("--config.data.fresh_samples=true", "set sampler.kind=with_replacement"),
-    ("--config.optimizer.name=lbfgs", "valid choices: adam, momentum, sgd"),
-  ],
-)
-def test_bad_settings_fail_clearly_and_write_nothing(tmp_path, override, message):
-  workdir = tmp_path / "run"
-  args = ["--config=configs/gan_setd.py", f"--workdir={workdir}", *TINY, override]
-  if "streak_length" in override:
-    args.append("--config.sampler.kind=streak")
-  result = _main(*args)
+BAD_SETTINGS = [
+  ("--config.train.nope=1", "the config has no key 'nope'"),
+  ("--config.model.discriminator.name=transformer", "valid choices: attention, deepsets"),
+  ("--config.loss.name=wasserstein", "valid choices: hinge, minimax, non_saturating, wgan_gp"),
+  ("--config.data.name=ring9", "valid choices: celeb_a, cifar10, grid25, mnist, ring8"),
+  ("--config.sampler.kind=stream", "valid choices: epoch_shuffle, explicit, full_batch"),
+  ("--config.sampler.streak_length=0", "streak_length"),
+  ("--config.model.set_size=3", "sets of model.set_size=3"),
+  ("--config.data.fresh_samples=true", "set sampler.kind=with_replacement"),
+  ("--config.optimizer.name=lbfgs", "valid choices: adam, momentum, sgd"),
+]
+EXPLICIT = "explicit stream"
+
+
+@pytest.fixture(scope="module")
+def refused(tmp_path_factory):
+  """Each refused command of this file (its workdir, its result), each run as `python -m
+  jgen.main` in a process of its own, all forked from one interpreter (tests/forked_commands.py):
+  a refusal needs no fresh interpreter, only its own process."""
+  root = tmp_path_factory.mktemp("refused")
+  workdirs, commands = {}, {}
+  for i, (override, _) in enumerate(BAD_SETTINGS):
+    workdirs[override] = root / f"bad{i}" / "run"
+    args = ["--config=configs/gan_setd.py", f"--workdir={workdirs[override]}", *TINY, override]
+    if "streak_length" in override:
+      args.append("--config.sampler.kind=streak")
+    commands[override] = ["jgen.main", *args]
+  stream = root / "stream.npy"
+  np.save(stream, np.zeros((40, 7), np.int32))  # batch width 7, config batch 100
+  workdirs[EXPLICIT] = root / "explicit" / "run"
+  commands[EXPLICIT] = [
+    "jgen.main",
+    "--config=configs/gan.py",
+    f"--workdir={workdirs[EXPLICIT]}",
+    *TINY,
+    "--config.sampler.kind=explicit",
+    f"--config.sampler.path={stream}",
+  ]
+  results = forked_commands.run(list(commands.values()))
+  return {key: (workdirs[key], result) for key, result in zip(commands, results, strict=True)}
+
+
+@pytest.mark.parametrize("override,message", BAD_SETTINGS)
+def test_bad_settings_fail_clearly_and_write_nothing(refused, override, message):
+  workdir, result = refused[override]
   assert result.returncode != 0
   assert message in result.stderr, result.stderr[-2000:]
   assert "Traceback" not in result.stderr
   assert not workdir.exists()
 
 
-def test_explicit_stream_errors_name_the_file_and_the_problem(tmp_path):
-  stream = tmp_path / "stream.npy"
-  np.save(stream, np.zeros((40, 7), np.int32))  # batch width 7, config batch 100
-  result = _main(
-    "--config=configs/gan.py",
-    f"--workdir={tmp_path / 'run'}",
-    *TINY,
-    "--config.sampler.kind=explicit",
-    f"--config.sampler.path={stream}",
-  )
+def test_explicit_stream_errors_name_the_file_and_the_problem(refused):
+  workdir, result = refused[EXPLICIT]
   assert result.returncode != 0
   assert "stream.npy" in result.stderr and "100" in result.stderr, result.stderr[-2000:]
-  assert not (tmp_path / "run").exists()
+  assert not workdir.exists()
