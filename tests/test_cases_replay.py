@@ -2,9 +2,8 @@
 
 import json
 import os
-import subprocess
-import sys
 
+import forked_commands
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,8 +21,6 @@ from jgen.replays import counterfactual, replay
 from jgen.run import checkpoints, loop
 from jgen.trainers import gan as gan_trainer
 from jgen.trainers import gan_step
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def forced_case_config(**overrides):
@@ -268,18 +265,20 @@ def test_a_non_finite_loss_records_a_case_up_to_the_bad_step(tmp_path, monkeypat
 # --- command lines -------------------------------------------------------------------------
 
 
-def _run(module, *args):
-  return subprocess.run(
-    [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True
-  )
+# Each test's commands run as `python -m ...` would, each in a process of its own, forked from one
+# interpreter (tests/forked_commands.py).
 
 
 def test_cases_and_replay_command_lines(recorded, tmp_path):
   work_dir, case = recorded
-  listing = _run("jgen.cases", f"--workdir={work_dir}")
+  listing, result = forked_commands.run(
+    [
+      ["jgen.cases", f"--workdir={work_dir}"],
+      ["jgen.replay", f"--case={case['dir']}", "--dump", f"--out={tmp_path / 'dump'}"],
+    ]
+  )
   assert listing.returncode == 0, listing.stderr
   assert case["id"] in listing.stdout and "diversity_drop" in listing.stdout
-  result = _run("jgen.replay", f"--case={case['dir']}", "--dump", f"--out={tmp_path / 'dump'}")
   assert result.returncode == 0, result.stderr[-2000:]
   assert "verified 40 steps" in result.stdout
   dumped = [json.loads(line) for line in open(tmp_path / "dump" / "metrics.jsonl")]
@@ -294,10 +293,14 @@ def test_replay_refuses_a_case_from_another_environment(recorded, tmp_path):
   data = json.load(open(path))
   data["environment"]["versions"]["jax"] = "0.0.1"
   json.dump(data, open(path, "w"))
-  refused = _run("jgen.replay", f"--case={case['dir']}")
+  refused, allowed = forked_commands.run(
+    [
+      ["jgen.replay", f"--case={case['dir']}"],
+      ["jgen.replay", f"--case={case['dir']}", "--allow_mismatch"],
+    ]
+  )
   assert refused.returncode == 2
   assert "jax: recorded 0.0.1" in refused.stderr and "--allow_mismatch" in refused.stderr
-  allowed = _run("jgen.replay", f"--case={case['dir']}", "--allow_mismatch")
   assert allowed.returncode == 0 and "verified 40 steps" in allowed.stdout
 
 
