@@ -1,4 +1,5 @@
-r"""Inverse problems on digits: a trained DGN as the prior vs Deep Image Prior, one table.
+r"""Inverse problems on digits: a trained DGN as the prior vs Deep Image Prior vs a denoising
+prior (DPS), one table with paired differences over digits.
 
   python -m jgen.compare_inverse --config=configs/compare_inverse.py --workdir=runs/inverse
   python -m jgen.compare_inverse --config=configs/compare_inverse.py:runlocal --workdir=W

@@ -14,11 +14,14 @@ configs/compare_inverse.py.
 5. Denoising prior, training-free: a noise predictor (configs/flow.py's noise prediction, a
    time-conditioned U-Net) trained under W/denoise_prior on the DGN prior's training digits,
    then diffusion posterior sampling (DPS, Chung et al. 2023) for each y; `dps` is the PSNR of
-   the mean of `dps_samples` posterior samples.
+   the mean of `dps_samples` posterior samples, `dps_1` that of the first sample alone (a single
+   estimate like the other columns, at no extra sampling).
 Each (image group, task) is a cell of the study (jgen/studies/runner.py): it ends with
-W/cells/<group>-<task>/outcome.json (its mean PSNR per method) and is never rerun, and after
-every cell W/table.md and W/table.json (mean PSNR per task, method and image group) are
-rewritten. W/examples_<group>_<task>.png shows clean, degraded, dgn_z, dgn_z+G, dip and dps.
+W/cells/<group>-<task>/outcome.json (its mean PSNR per method, and each digit's) and is never
+rerun, and after every cell W/table.md and W/table.json (mean PSNR per task, method and image
+group, and each method's paired difference over digits to the best other column:
+jgen/studies/inverse_report.py) are rewritten. W/examples_<group>_<task>.png shows clean,
+degraded, dgn_z, dgn_z+G, dip, dps_1 and dps.
 
 The methods use the DGN's and the noise predictor's own pieces (G's decoder, the code table, the
 denoising network), so this study imports those two trainers rather than choosing by name.
@@ -42,15 +45,15 @@ from jgen.evals import fidelity
 from jgen.losses import denoising, inverse
 from jgen.models.dip import SkipNet
 from jgen.run import checkpoints, interface
-from jgen.studies import runner
+from jgen.studies import inverse_report, runner
 from jgen.trainers import denoise
 from jgen.trainers import dgn as dgn_trainer
 from jgen.viz import imgrid
 
-METHODS = ("input", "dgn_z", "dgn_z+G", "dip", "dip_best", "dps")
+METHODS = inverse_report.METHODS
 GROUPS = ("held_out", "train")  # digits never trained on, and as many training digits
 REPORT_FILE = "table.md"
-OUTCOME_KEYS = ("psnr",)  # what the table reads of a cell's outcome.json
+OUTCOME_KEYS = ("psnr", "psnr_per_digit")  # what the table reads of a cell's outcome.json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,9 +253,10 @@ def train_denoise_prior(config, work_dir: str):
 
 
 def dps_fit(den, params, key, task, y_K, masks_K, image_shape, settings):
-  """The mean of `dps_samples` diffusion posterior samples (DPS, Chung et al. 2023) per
-  image [K, H, W, C]: the noise predictor's ancestral steps guided by the gradient of the
-  residual norm ||y - A(x0_hat)|| (jgen/losses/denoising.py posterior_sample)."""
+  """(the mean of `dps_samples` diffusion posterior samples, the first of those samples) per
+  image, each [K, H, W, C] (DPS, Chung et al. 2023): the noise predictor's ancestral steps
+  guided by the gradient of the residual norm ||y - A(x0_hat)|| (jgen/losses/denoising.py
+  posterior_sample)."""
   apply = functools.partial(den.network.apply, params)
 
   def one(y, mask, key):
@@ -270,7 +274,8 @@ def dps_fit(den, params, key, task, y_K, masks_K, image_shape, settings):
       residual_norm,
       settings.dps_scale,
     )
-    return jnp.clip((x + 1.0) / 2.0, 0.0, 1.0).mean(axis=0)
+    samples = jnp.clip((x + 1.0) / 2.0, 0.0, 1.0)
+    return samples.mean(axis=0), samples[0]
 
   keys = jax.random.split(key, len(y_K))
   return jax.jit(jax.vmap(one))(y_K, masks_K, keys)
@@ -287,7 +292,8 @@ def cells(config) -> list[dict]:
 
 def run_study(config, work_dir: str) -> dict:
   """Fits every unfinished cell by each method (training or resuming the priors first),
-  rewriting the table after each; returns it: {"<group>/<task>": {method: mean PSNR}}."""
+  rewriting the table after each; returns it (jgen/studies/inverse_report.py report):
+  {"psnr": {"<group>/<task>": {method: mean PSNR}}, "paired": ..., "paired_single": ...}."""
   settings = Settings.from_config(config)
   if settings.dip_steps % settings.dip_eval_every or settings.dip_eval_every % UNROLL:
     raise ValueError(f"dip_steps must be a multiple of dip_eval_every, a multiple of {UNROLL}")
@@ -318,7 +324,7 @@ def run_study(config, work_dir: str) -> dict:
     dip_out, dip_best = dip_fit(
       net, jax.random.fold_in(root, 1000), task, y_K, masks_K, clean_K, settings
     )
-    dps = dps_fit(
+    dps, dps_1 = dps_fit(
       prior,
       prior_params,
       jax.random.fold_in(root, 2000),
@@ -335,23 +341,26 @@ def run_study(config, work_dir: str) -> dict:
       "dgn_z+G": fidelity.psnr(both, clean_K),
       "dip": fidelity.psnr(dip_out, clean_K),
       "dip_best": dip_best,
+      "dps_1": fidelity.psnr(dps_1, clean_K),
       "dps": fidelity.psnr(dps, clean_K),
     }
-    psnr = {m: float(jnp.mean(v)) for m, v in psnrs.items()}
+    psnr = {m: float(jnp.mean(psnrs[m])) for m in METHODS}
+    per_digit = {m: [float(v) for v in np.asarray(psnrs[m])] for m in METHODS}
     logging.info("%s/%s: %s", group, task, psnr)
     shown = min(8, k)
     imgrid.save_grid(
       os.path.join(work_dir, f"examples_{group}_{task}.png"),
-      [list(np.asarray(a[:shown])) for a in (clean_K, degraded, z_only, both, dip_out, dps)],
-      ["clean", "degraded", "dgn_z", "dgn_z+G", "dip", "dps"],
+      [list(np.asarray(a[:shown])) for a in (clean_K, degraded, z_only, both, dip_out, dps_1, dps)],
+      ["clean", "degraded", "dgn_z", "dgn_z+G", "dip", "dps_1", "dps"],
       f"{group} digits, {task}",
     )
-    return {"cell": cell, "psnr": psnr}
+    return {"cell": cell, "psnr": psnr, "psnr_per_digit": per_digit}
 
   def write_report(finished):
-    results = {f"{cell['group']}/{cell['task']}": outcome["psnr"] for cell, outcome in finished}
+    results = inverse_report.report(finished)
     runner.write_json(os.path.join(work_dir, "table.json"), results, indent=1)
-    runner.write_text(os.path.join(work_dir, REPORT_FILE), table_markdown(results, config))
+    text = inverse_report.table_markdown(results, config)
+    runner.write_text(os.path.join(work_dir, REPORT_FILE), text)
     return results
 
   return runner.run_cells(
@@ -364,23 +373,3 @@ def run_study(config, work_dir: str) -> dict:
     study_config=config,
     outcome_keys=OUTCOME_KEYS,
   )
-
-
-def table_markdown(results: dict, config) -> str:
-  lines = [
-    "# Inverse problems on 8x8 digits: DGN prior vs Deep Image Prior",
-    "",
-    f"Mean PSNR (dB) over {config.num_images} digits per group. DGN prior: "
-    f"{config.prior.data.num_train} training digits, z_dim {config.prior.model.z_dim}. "
-    f"denoise sigma {config.noise_std:.3f}, inpaint keeps {config.keep_fraction:.0%} of pixels, "
-    f"superres {config.factor}x. dip_best is an oracle early stop (it reads the clean image). "
-    f"dps: diffusion posterior sampling (Chung et al. 2023) with a noise predictor trained on "
-    f"the same {config.denoise_prior.data.num_train} digits, mean of {config.dps_samples} "
-    f"samples, {config.dps_steps} steps.",
-    "",
-    "| group/task | " + " | ".join(METHODS) + " |",
-    "|---|" + "---|" * len(METHODS),
-  ]
-  for name, row in results.items():
-    lines.append(f"| {name} | " + " | ".join(f"{row[m]:.2f}" for m in METHODS) + " |")
-  return "\n".join(lines) + "\n"
