@@ -21,6 +21,7 @@ with the last good checkpoint named.
 
 import io
 import json
+import logging as std_logging
 import os
 import shutil
 import sys
@@ -75,6 +76,17 @@ def _quiet_background_errors() -> None:
 
   hook.jgen_quiet = True
   sys.unraisablehook = hook
+  # A task of the save that failed and was never awaited is reported by asyncio's logger when
+  # it is collected, with the same traceback.
+  std_logging.getLogger("asyncio").addFilter(_orbax_task_filter)
+
+
+def _orbax_task_filter(record: std_logging.LogRecord) -> bool:
+  message = record.getMessage()
+  unretrieved = message.startswith("Task exception was never retrieved")
+  return bool(os.environ.get("JGEN_DEBUG")) or not (
+    unretrieved and f"{os.sep}orbax{os.sep}" in message
+  )
 
 
 def steps_on_disk(work_dir: str) -> list[int]:
