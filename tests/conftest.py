@@ -2,7 +2,9 @@
 compilation cache for the whole suite."""
 
 import importlib.util
+import json
 import os
+import pathlib
 import tempfile
 
 import jax
@@ -96,10 +98,10 @@ def pytest_configure(config):
 # files first, so that under xdist no long file starts last and runs on alone.
 FILE_SECONDS = "jgen/seconds_per_file"
 _seconds_this_run: dict[str, float] = {}
-# Where no run has been timed (a fresh clone, CI): CPU seconds per file, measured alone with an
-# empty compilation cache on a 2-core machine. Only the order comes from them; a stale entry
-# costs some time, never a result.
-COLD_SECONDS = {}
+# Where no run has been timed (a fresh clone, CI): the seconds per file of a whole cold run on a
+# 2-core machine, copied from .pytest_cache/v/jgen/seconds_per_file after it. Only the order
+# comes from them; a stale entry costs some time, never a result.
+COLD_SECONDS_FILE = pathlib.Path(__file__).with_name("seconds_per_file.json")
 
 
 def _last_seconds(config) -> dict[str, float]:
@@ -108,7 +110,7 @@ def _last_seconds(config) -> dict[str, float]:
 
 
 def pytest_collection_modifyitems(config, items):
-  seconds = _last_seconds(config) or COLD_SECONDS
+  seconds = _last_seconds(config) or json.loads(COLD_SECONDS_FILE.read_text())
   # Files without a time (new ones) go first; a file's tests stay together.
   items.sort(key=lambda item: -seconds.get(item.nodeid.split("::")[0], float("inf")))
 
