@@ -14,10 +14,15 @@ repetitiveness score fixed in advance. Here:
   newcombe_interval       the difference of two proportions with Newcombe's hybrid score
                           interval (his method 10: Wilson intervals of each proportion);
   holm                    Holm's step-down adjusted p-values;
-  trend_power             the normal-approximation power of the trend test for an effect.
+  trend_power             the normal-approximation power of the trend test for an effect;
+  two_group_difference    two independent groups of seeds (the set-D study's cells): the
+                          difference in means, a bootstrap interval, a permutation p-value;
+  paired_difference       paired values (the inverse table's digits): the mean difference
+                          with a bootstrap interval that resamples the pairs.
 
 Every random draw comes from numpy's Generator with a stated seed, so a report is reproduced
-bit for bit. All pure numpy; tests/test_effects.py works each on hand-computed tables.
+bit for bit. All pure numpy; tests/test_effects.py, test_set_d_matched.py and
+test_inverse_table.py work each on hand-made tables.
 """
 
 import math
