@@ -381,8 +381,7 @@ def run_study(config: ml_collections.ConfigDict, work_dir: str) -> dict:
 
   def write(records: list[dict], outcomes: list[dict]) -> dict:
     report = build_report(config, records, outcomes)
-    runner.write_json(os.path.join(work_dir, "report.json"), report, indent=1, allow_nan=False)
-    runner.write_text(os.path.join(work_dir, REPORT_FILE), report_markdown(config, report))
+    runner.save_report(work_dir, report, report_markdown(config, report), REPORT_FILE)
     if report["interventions"]:
       plot_report(os.path.join(work_dir, "modes_over_time.png"), report)
     return report

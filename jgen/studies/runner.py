@@ -56,6 +56,13 @@ def write_text(path: str, text: str) -> None:
   jsonl.replace_bytes(path, text.encode())
 
 
+def save_report(work_dir: str, report: dict, markdown: str, report_file: str) -> None:
+  """A study's report as W/report.json (strict JSON: no NaN) and W/<report_file>, each replaced
+  atomically."""
+  write_json(os.path.join(work_dir, "report.json"), report, indent=1, allow_nan=False)
+  write_text(os.path.join(work_dir, report_file), markdown)
+
+
 def axis(
   config, path: str, valid: Collection[str] | None = None, number: type | None = None
 ) -> list:

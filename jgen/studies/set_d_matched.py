@@ -251,8 +251,7 @@ def run_study(config: ml_collections.ConfigDict, work_dir: str) -> dict:
   def write_report(finished):
     report = build_report(config, finished)
     report["target_parameters"] = target
-    runner.write_json(os.path.join(work_dir, "report.json"), report, indent=1, allow_nan=False)
-    runner.write_text(os.path.join(work_dir, REPORT_FILE), report_markdown(report, config))
+    runner.save_report(work_dir, report, report_markdown(report, config), REPORT_FILE)
     return report
 
   return runner.run_cells(
