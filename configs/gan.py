@@ -93,6 +93,9 @@ def base_config(arg, *, discriminator: str, set_size: int) -> ml_collections.Con
   c.train.packing = "grouped"
   # "alternating": D then G sees the new D; "simultaneous": both from the same state (PacGAN).
   c.train.update_rule = "alternating"
+  # Cosine decay of both optimizers' updates to 0 at num_steps (none | cosine); PacGAN's
+  # protocol has none. configs/study_optimizer.py gives every family the same policy.
+  c.train.lr_decay = "none"
 
   c.eval = ml_collections.ConfigDict()
   c.eval.num_samples = 2500  # PacGAN's protocol; pinned

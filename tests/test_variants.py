@@ -60,6 +60,21 @@ def test_a_variant_population_is_deterministic():
   assert not np.array_equal(*jax.tree.leaves(first.d_params)[0])  # the variants diverge
 
 
+def test_a_decayed_population_holds_each_members_rate_and_its_updates_decay():
+  # train.lr_decay chains a schedule after the optimizer: the members' rates must still reach
+  # the optimizer's state, and the schedule's count must scale the updates towards 0.
+  overrides = {"population.size": 2, "population.variants": "optimizer.learning_rate=1e-4|1e-3"}
+  config = tiny_config(**overrides, **{"train.lr_decay": "cosine", "train.num_steps": 20})
+  gan, _, state = _train(config, steps=20)
+  inject_state, schedule_state = state.g_opt_state
+  np.testing.assert_allclose(inject_state.hyperparams["learning_rate"], [1e-4, 1e-3], rtol=1e-6)
+  assert np.array_equal(schedule_state.count, [20, 20])
+  grads = jax.tree.map(lambda p: np.ones_like(p[0]), state.g_params)
+  one = jax.tree.map(lambda leaf: leaf[0], state)
+  updates, _ = gan.g_optimizer.update(grads, one.g_opt_state, one.g_params)
+  assert all(np.allclose(u, 0.0) for u in jax.tree.leaves(updates))  # cosine at num_steps: 0
+
+
 def test_without_variants_the_optimizer_state_holds_no_hyperparameters():
   # The state's structure is fixed at init: the steps run in a lax.scan, whose carry keeps it.
   gan, root, _ = gan_trainer.build(tiny_config(**{"population.size": 2}))

@@ -44,7 +44,7 @@ def with_lr_decay(optimizer, train_config) -> optax.GradientTransformation:
   settle (DGN reconstructions to 40 dB and beyond, a flow's field onto the modes). The decay
   spans num_steps, so a resume may not change it (jgen/run/workdir.py check_resumable).
   """
-  decay = train_config.lr_decay
+  decay = train_config.get("lr_decay", "none")
   if decay not in LR_DECAYS:
     raise ValueError(f"unknown train.lr_decay {decay!r}; valid choices: {', '.join(LR_DECAYS)}")
   if decay == "none":

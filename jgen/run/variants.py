@@ -161,11 +161,15 @@ def make_optimizer(config: ml_collections.ConfigDict, variants: Variants | None)
 
 
 def set_member_hyperparams(variants: Variants | None, opt_state):
-  """Writes this member's values into an inject_hyperparams state (inside the vmap)."""
+  """Writes this member's values into an inject_hyperparams state (inside the vmap). A
+  learning-rate decay chains the optimizer first (optimizers.with_lr_decay): its state is a
+  tuple whose first element holds the hyper-parameters."""
   varied = {} if variants is None else variants.columns
   names = {path.split(".")[1]: values for path, values in varied.items() if "optimizer." in path}
   if not names:
     return opt_state
+  if not hasattr(opt_state, "hyperparams"):
+    return (set_member_hyperparams(variants, opt_state[0]), *opt_state[1:])
   index = _variant_index(variants)
   hyperparams = dict(opt_state.hyperparams)
   for name, values in names.items():

@@ -74,6 +74,7 @@ ADDED_KEYS = {
   "model.discriminator.init": "flax",
   "eval.bn_refresh_batches": 0,
   "sampling.reach_every_mode": False,
+  "train.lr_decay": "none",
 }
 # Keys that cannot change a single run's results (population.size 1).
 POPULATION_ONLY = ("population.devices",)

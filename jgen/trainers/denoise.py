@@ -69,7 +69,6 @@ class Denoiser(TrainerDefaults):
   mesh: jax.sharding.Mesh
   evaluators: tuple = ()  # config.evals (jgen/datasets/evaluators.py)
   metric_names: tuple
-  decayed: bool  # the optimizer is chain(optimizer, cosine schedule)
   level_power: float  # > 1: training levels nearer the data (training_levels)
   # Sums over devices in mesh order (config.deterministic; parallel.mean_over_devices): the
   # loss and its gradient are per-device means averaged in that order.
@@ -128,7 +127,6 @@ class Denoiser(TrainerDefaults):
       eval_config=config.eval,
       mesh=mesh,
       metric_names=metric_names,
-      decayed=config.train.lr_decay != "none",
       fixed_order_sums=parallel.sums_in_fixed_order(
         config.get("deterministic", False), mesh, batch_size, config.population.size
       ),
@@ -213,11 +211,7 @@ def _init_state(den: Denoiser, root: jax.Array) -> TrainState:
     params = den.network.init(key, x)
   else:
     params = den.network.init(key, x, jnp.zeros((1,), jnp.float32))
-  opt_state = den.optimizer.init(params)
-  if den.decayed:  # chain(optimizer, schedule): the member's values go to the optimizer's state
-    opt_state = (variants.set_member_hyperparams(den.variants, opt_state[0]), *opt_state[1:])
-  else:
-    opt_state = variants.set_member_hyperparams(den.variants, opt_state)
+  opt_state = variants.set_member_hyperparams(den.variants, den.optimizer.init(params))
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state)
 
 

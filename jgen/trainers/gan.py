@@ -33,7 +33,7 @@ from flax import linen as nn
 
 from jgen import datasets, models
 from jgen.collapse import recorder
-from jgen.core import parallel, registry, rng
+from jgen.core import optimizers, parallel, registry, rng
 from jgen.losses import adversarial as losses
 from jgen.run import loop, variants
 from jgen.run.interface import TrainerDefaults
@@ -128,8 +128,12 @@ class Gan(TrainerDefaults):
     return cls(
       generator=generator,
       discriminator=discriminator,
-      g_optimizer=variants.make_optimizer(config, member_variants),
-      d_optimizer=variants.make_optimizer(config, member_variants),
+      g_optimizer=optimizers.with_lr_decay(
+        variants.make_optimizer(config, member_variants), config.train
+      ),
+      d_optimizer=optimizers.with_lr_decay(
+        variants.make_optimizer(config, member_variants), config.train
+      ),
       loss=losses.get_loss(config.loss.name),
       gp_weight=config.loss.gp_weight,
       data=data,
