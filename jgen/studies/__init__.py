@@ -6,7 +6,8 @@ Each has `run_study(config, workdir) -> report` and `REPORT_FILE`, the report's 
 workdir. The modules in KIT are not studies: runner.py (a grid's axes, its resumable cells, the
 study's record), stats.py (each member's outcome, intervals and tests), effects.py (a within-seed
 design's
-trend test, effect sizes and power), inverse_report.py (inverse_comparison's table) and speed.py
+trend test, effect sizes and power), inverse_report.py (inverse_comparison's table),
+sensitivity.py (best rate, basin and spread of the optimizer study) and speed.py
 (the library of `python -m jgen.benchmark`).
 
 Studies may import trainers and everything below them; nothing in the library imports a
@@ -19,7 +20,7 @@ import pkgutil
 from jgen.core import registry
 
 DEFAULT = "sampling_order"
-KIT = ("effects", "inverse_report", "runner", "speed", "stats")
+KIT = ("effects", "inverse_report", "runner", "sensitivity", "speed", "stats")
 
 
 def names() -> list[str]:
