@@ -11,9 +11,9 @@ to the codes (docs/reconstruct.md).
   python -m jgen.main --config=configs/dgn.py:loss=perceptual --workdir=runs/dgn_perceptual
   python -m jgen.main --config=configs/dgn.py:n=256,z_dim=16 --workdir=runs/dgn256
 
-Switches after the colon: n (images), z_dim, width (G channels), loss=mse|l1|gaussian_nll|
-perceptual, features=random_conv|classifier (perceptual only), sphere (GLO projection),
-runlocal (a tiny smoke run).
+Switches after the colon: n (images), architecture=conv|mlp, z_dim, width (G channels or
+units), loss=mse|l1|gaussian_nll|perceptual, features=random_conv|classifier (perceptual only),
+sphere (GLO projection), runlocal (a tiny smoke run).
 """
 
 import ml_collections
@@ -26,6 +26,7 @@ def get_config(arg=None):
   arg = config_lib.parse_arg(
     arg,
     n=64,
+    architecture="conv",
     z_dim=32,
     width=32,
     loss="mse",
@@ -52,9 +53,11 @@ def get_config(arg=None):
 
   c.model = ml_collections.ConfigDict()
   c.model.z_dim = arg.z_dim
+  c.model.architecture = arg.architecture  # conv | mlp (jgen/models/dgn.py)
   c.model.width = arg.width
-  c.model.num_upsamples = 2  # 8x8 images from a 2x2 map
-  c.model.extra_convs = 0
+  c.model.num_upsamples = 2  # conv: 8x8 images from a 2x2 map
+  c.model.extra_convs = 0  # conv
+  c.model.depth = 2  # mlp: hidden layers
 
   c.latent = ml_collections.ConfigDict()
   c.latent.init_std = 1.0

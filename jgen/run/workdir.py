@@ -75,6 +75,8 @@ ADDED_KEYS = {
   "eval.bn_refresh_batches": 0,
   "sampling.reach_every_mode": False,
   "train.lr_decay": "none",
+  "model.architecture": "conv",
+  "model.depth": 2,
 }
 # Keys that cannot change a single run's results (population.size 1).
 POPULATION_ONLY = ("population.devices",)

@@ -28,7 +28,7 @@ from jgen.data import digits, samplers
 from jgen.evals import fidelity
 from jgen.evals import latents as latents_eval
 from jgen.losses import reconstruction
-from jgen.models.dgn import DgnGenerator
+from jgen.models import dgn as dgn_models
 from jgen.run import loop
 from jgen.run.interface import TrainerDefaults, dispatch_for
 from jgen.viz import imgrid
@@ -62,7 +62,7 @@ def training_images(config: ml_collections.ConfigDict) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: a static jit argument
 class Dgn(TrainerDefaults):
-  generator: DgnGenerator
+  generator: flax.linen.Module  # conv or mlp (jgen/models/dgn.py)
   loss: reconstruction.ReconstructionLoss
   g_optimizer: optax.GradientTransformation
   z_optimizer: optax.GradientTransformation
@@ -99,12 +99,7 @@ class Dgn(TrainerDefaults):
         f"unknown latent.project {project!r}; valid choices: {', '.join(PROJECTIONS)}"
       )
     return cls(
-      generator=DgnGenerator(
-        image_shape=tuple(image_shape),
-        width=config.model.width,
-        num_upsamples=config.model.num_upsamples,
-        extra_convs=config.model.extra_convs,
-      ),
+      generator=dgn_models.make_generator(config.model, image_shape),
       loss=reconstruction.make_loss(config.loss, tuple(image_shape)),
       g_optimizer=optimizers.with_lr_decay(
         optimizers.make_optimizer(config.optimizer), config.train
