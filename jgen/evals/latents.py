@@ -1,7 +1,7 @@
 """What a trained DGN's codes can do: interpolations between codes, new codes sampled from
-densities fitted to the learned ones (a Gaussian and a Gaussian mixture), and the metrics of
-the images they generate (jgen/trainers/dgn.py draws the pictures and prefixes the metrics
-gaussian_ / gmm_):
+densities fitted to the learned ones (a Gaussian and a Gaussian mixture; these and the other
+code priors live in jgen/evals/code_priors.py), and the metrics of the images they generate
+(jgen/trainers/dgn.py draws the pictures and prefixes the metrics gaussian_ / gmm_):
   nn_distance         mean L2 distance of a sample to its nearest training image
   frechet_random_conv Frechet distance between samples and training images in the per-channel
                       means of the fixed random conv net's layers (jgen/evals/fidelity.py; 96
@@ -20,19 +20,11 @@ import numpy as np
 from jgen.evals import features as features_lib
 from jgen.evals import fidelity
 
-
-def lerp(z0, z1, t):
-  return (1.0 - t) * z0 + t * z1
-
-
-def slerp(z0, z1, t):
-  """Spherical interpolation; falls back to lerp for (nearly) parallel codes."""
-  n0, n1 = np.linalg.norm(z0), np.linalg.norm(z1)
-  cos = np.clip(np.dot(z0 / n0, z1 / n1), -1.0, 1.0)
-  omega = np.arccos(cos)
-  if omega < 1e-6:
-    return lerp(z0, z1, t)
-  return (np.sin((1 - t) * omega) * z0 + np.sin(t * omega) * z1) / np.sin(omega)
+# The code priors live in code_priors.py; these names stay importable from here for the
+# callers that already use them (jgen/trainers/dgn.py, tests/test_reconstruct.py).
+from jgen.evals.code_priors import fit_and_sample as fit_and_sample
+from jgen.evals.code_priors import lerp as lerp
+from jgen.evals.code_priors import slerp as slerp
 
 
 def interpolations(latents, pairs, steps: int, kind: str) -> np.ndarray:
@@ -41,19 +33,6 @@ def interpolations(latents, pairs, steps: int, kind: str) -> np.ndarray:
   ts = np.linspace(0.0, 1.0, steps)
   latents = np.asarray(latents, np.float64)
   return np.asarray([[fn(latents[i], latents[j], t) for t in ts] for i, j in pairs], np.float32)
-
-
-def fit_and_sample(latents, kind: str, num_samples: int, components: int, seed: int):
-  """Codes drawn from a Gaussian (full covariance) or a GMM fitted to the learned codes."""
-  from sklearn.mixture import GaussianMixture
-
-  latents = np.asarray(latents, np.float64)
-  components = 1 if kind == "gaussian" else min(components, len(latents))
-  model = GaussianMixture(components, covariance_type="full", reg_covar=1e-5, random_state=seed)
-  model.fit(latents)
-  model.random_state = seed  # sample() draws from the estimator's random_state
-  codes, _ = model.sample(num_samples)
-  return np.asarray(codes, np.float32)
 
 
 def digit_classifier_or_none():
