@@ -11,7 +11,7 @@ Each family keeps its own config (configs/gan.py, gan_setd.py, flow.py,
 flow.py:objective=noise_prediction, dflow.py) under `base.<family>`, with what the study holds
 equal set on every one: the width of every network (`study` switch width=W), the number of steps,
 the cosine learning-rate decay to 0 and the evaluation (PacGAN's modes and a sliced W1 to the
-mixture at ten points of the run, so that the curves show whether the budget sufficed). The grid
+mixture at five points of the run, so that the curves show whether the budget sufficed). The grid
 is centred on each family's rate per optimizer (`study.learning_rates`; the GANs' are the
 sampling-order study's, the denoisers' keep the same ratios sgd = 10 x momentum = 100 x adam
 from their Adam default 1e-3) and is widened past an edge that holds the best rate.
@@ -85,11 +85,11 @@ def get_config(arg=None):
     base.train.lr_decay = "cosine"
     base.train.num_steps = steps
     base.train.steps_per_dispatch = min(500, steps)
-    base.train.log_every = steps // 10
-    base.train.eval_every = steps // 10
-    base.train.checkpoint_every = steps // 10
+    base.train.log_every = steps // 5
+    base.train.eval_every = steps // 5
+    base.train.checkpoint_every = steps // 5
     base.evals = ml_collections.ConfigDict(
-      {"distance": {"type": "sliced_w1", "every": steps // 10, "num_samples": 2500}}
+      {"distance": {"type": "sliced_w1", "every": steps // 5, "num_samples": 2500}}
     )
     if arg.runlocal:
       base.data.num_train = 500

@@ -50,3 +50,11 @@ def test_the_evaluator_scores_against_fixed_draws_of_the_mixture():
   far = evaluator.score(data, same + 1.0, None, None)["sw/sliced_w1"]
   assert far == pytest.approx(distances.sliced_w1(same + 1.0, same))
   assert far > 0.5
+
+
+@pytest.mark.parametrize("n, count", [(2500, 2500), (100, 2500), (2500, 100), (7, 13), (1, 5)])
+def test_the_quantiles_are_numpys_inverted_cdf_read_off_one_sort(n, count):
+  values = np.random.default_rng(n + count).normal(size=(n, 9))
+  levels = (np.arange(count) + 0.5) / count
+  expected = np.quantile(values, levels, axis=0, method="inverted_cdf")
+  assert np.array_equal(distances._quantiles(values, count), expected)

@@ -23,9 +23,13 @@ def _directions(dim: int, count: int) -> np.ndarray:
 
 def _quantiles(values_NxD: np.ndarray, count: int) -> np.ndarray:
   """The sorted values at `count` evenly spaced quantile levels (the order statistics when
-  count equals N), per column."""
+  count equals N), per column: np.quantile's inverted_cdf, the smallest value whose empirical
+  CDF reaches the level, read off one sort (np.quantile partitions once per level: 0.6 s for
+  2,500 levels of 2,500 x 180 values, where this takes 30 ms)."""
   levels = (np.arange(count) + 0.5) / count
-  return np.quantile(values_NxD, levels, axis=0, method="inverted_cdf")
+  n = len(values_NxD)
+  index = np.clip(np.ceil(levels * n).astype(np.int64) - 1, 0, n - 1)
+  return np.sort(values_NxD, axis=0)[index]
 
 
 def sliced_w1(x_Nx2, y_Mx2, num_directions: int = NUM_DIRECTIONS) -> float:
