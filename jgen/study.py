@@ -1,7 +1,7 @@
 r"""Runs a study: a grid of runs (or a comparison) and its report.
 
   python -m jgen.study --config=configs/study_sampling_order.py[:runlocal] --workdir=W
-  python -m jgen.study --config=configs/dgn_zdim.py[:runlocal] --workdir=W
+  python -m jgen.study --config=configs/dgn_capacity.py[:runlocal] --workdir=W
   python -m jgen.study --config=configs/compare_inverse.py[:runlocal] --workdir=W
 
 The config's `study_kind` chooses the study (jgen/studies/__init__.py; without it, the

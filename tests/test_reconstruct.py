@@ -10,13 +10,13 @@ import pytest
 
 from configs import compare_inverse as compare_inverse_config
 from configs import dgn as dgn_config
-from configs import dgn_zdim
+from configs import dgn_capacity
 from jgen.core import jsonl, registry
 from jgen.data import digits
 from jgen.evals import fidelity
 from jgen.evals import latents as dgn_eval
 from jgen.losses import inverse, reconstruction
-from jgen.studies import dgn_zdim as dgn_study
+from jgen.studies import dgn_capacity as dgn_study
 from jgen.studies import inverse_comparison
 from jgen.trainers import dgn as dgn_trainer
 
@@ -141,26 +141,50 @@ def test_interpolation_endpoints_equal_the_reconstructions():
     np.testing.assert_allclose(ends, recon[[2, 5]], atol=1e-5)
 
 
-def test_sweep_report_finds_the_smallest_z_on_known_outcomes():
-  config = dgn_zdim.get_config()
-  outcome = lambda fraction: {"exact_fraction": fraction, "recon_psnr_mean": 45.0,
-                              "recon_psnr_min": 35.0, "steps": 100}  # fmt: skip
-  fractions = {(32, 1, 16): 0.1, (32, 1, 32): 0.2, (32, 4, 16): 0.9, (32, 4, 32): 1.0,
-               (32, 16, 16): 1.0, (32, 16, 32): 1.0, (64, 16, 32): 0.5}  # fmt: skip
+def test_capacity_report_finds_the_smallest_z_and_the_fewest_parameters_on_known_outcomes():
+  config = dgn_capacity.get_config()
+  outcome = lambda fraction, params: {"exact_fraction": fraction, "recon_psnr_mean": 45.0,
+                                      "recon_psnr_min": 35.0, "steps": 100,
+                                      "g_params": params}  # fmt: skip
+  # (n, z, architecture, width, epochs): (exact fraction, G parameters)
+  cells = {(32, 1, "conv", 16, 1): (0.1, 1000), (32, 4, "conv", 16, 1): (0.9, 1000),
+           (32, 4, "conv", 32, 1): (1.0, 4000), (32, 16, "conv", 16, 1): (1.0, 1500),
+           (32, 8, "mlp", 64, 1): (1.0, 3000), (32, 16, "mlp", 32, 1): (1.0, 1200),
+           (64, 16, "conv", 32, 1): (0.5, 4000), (64, 16, "conv", 32, 3): (0.8, 4000)}  # fmt: skip
   finished = [
-    ({"name": f"n{n}-z{z}-w{w}", "n": n, "z_dim": z, "width": w}, outcome(fraction))
-    for (n, z, w), fraction in fractions.items()
-  ]
+    ({"name": f"n{n}-z{z}-{a}{w}-mse-e{e}", "n": n, "z_dim": z, "architecture": a, "width": w,
+      "loss": "mse", "epochs": e}, outcome(*result))
+    for (n, z, a, w, e), result in cells.items()
+  ]  # fmt: skip
   result = dgn_study.report(config, finished)
-  assert result["smallest"] == [
-    {"n": 32, "smallest_z_per_width": {16: 16, 32: 4}, "smallest_z_dim": 4,
-     "width_at_smallest_z": 32},
-    {"n": 64, "smallest_z_per_width": {32: None}, "smallest_z_dim": None,
-     "width_at_smallest_z": None},
+  by_key = {(s["n"], s["architecture"], s["epochs"]): s for s in result["smallest"]}
+  conv32 = by_key[(32, "conv", 1)]
+  # smallest z first (4, with its 4,000-parameter G); fewest parameters at any z (1,500 at 16)
+  assert (conv32["smallest_z_dim"], conv32["g_params_at_smallest_z"]) == (4, 4000)
+  assert (conv32["fewest_g_params"], conv32["z_dim_at_fewest_params"]) == (1500, 16)
+  mlp32 = by_key[(32, "mlp", 1)]
+  assert (mlp32["smallest_z_dim"], mlp32["fewest_g_params"]) == (8, 1200)
+  assert result["best_architecture"]["32"] == {"architecture": "mlp", "fewest_g_params": 1200}
+  assert by_key[(64, "conv", 1)]["smallest_z_dim"] is None
+  assert result["best_architecture"]["64"] is None
+  # the cell trained at two lengths is reported side by side
+  assert result["lengths"] == [
+    {"n": 64, "z_dim": 16, "architecture": "conv", "width": 32, "loss": "mse",
+     "by_epochs": {"1": {"exact_fraction": 0.5, "recon_psnr_min": 35.0, "recon_psnr_mean": 45.0},
+                   "3": {"exact_fraction": 0.8, "recon_psnr_min": 35.0, "recon_psnr_mean": 45.0}}}
   ]  # fmt: skip
   markdown = dgn_study.report_markdown(result)
-  assert "| 32 | 4 (width 32) | w16: 16, w32: 4 |" in markdown
-  assert "| 64 | none in the grid | w32: none |" in markdown
+  assert "| 32 | conv | mse | 1 | 4 (4,000) | 1,500 (16) | 1.000 |" in markdown
+  assert "- N = 32: mlp with 1,200 parameters" in markdown
+  assert "- N = 64: no cell restores all" in markdown
+
+
+def test_g_parameters_counts_the_generator_only():
+  config = dgn_capacity.get_config()
+  cell = {"n": 16, "z_dim": 4, "architecture": "mlp", "width": 8, "loss": "mse", "epochs": 1}
+  # z 4 -> 8 -> 8 -> 64 pixels, weights and biases
+  expected = (4 * 8 + 8) + (8 * 8 + 8) + (8 * 64 + 64)
+  assert dgn_study.g_parameters(dgn_study.cell_config(config, cell)) == expected
 
 
 def test_sweep_restores_a_few_dozen_digits_with_a_large_z_only(tmp_path):
@@ -174,12 +198,13 @@ def test_sweep_restores_a_few_dozen_digits_with_a_large_z_only(tmp_path):
   none restored; at 2,000 steps, 56.3 and 12.6 dB), so the thresholds test the property, not
   this seed's luck.
   """
-  config = dgn_zdim.get_config()
+  config = dgn_capacity.get_config()
   config.study.num_train = "32"
   config.study.z_dims = "1,16"
-  config.study.widths = "32"
+  config.study.architectures = "conv"
+  config.study.widths.conv = "32"
   config.study.min_steps = 1500
-  config.study.epochs = 1
+  config.study.epochs = "1"
   # One evaluation, at the end: the steps round up to eval_every (1,000 gave 2,000 steps).
   config.base.train.eval_every = 1500
   config.base.train.log_every = 1500
@@ -188,7 +213,7 @@ def test_sweep_restores_a_few_dozen_digits_with_a_large_z_only(tmp_path):
   assert by_z[16]["exact_fraction"] == 1.0 and by_z[16]["recon_psnr_min"] >= 40.0
   assert by_z[1]["exact_fraction"] < 0.5
   assert result["smallest"][0]["smallest_z_dim"] == 16
-  assert "| 32 | 16 (width 32) |" in open(tmp_path / "report.md").read()
+  assert "| 32 | conv | mse | 1 | 16 (" in open(tmp_path / "report.md").read()
 
 
 # jgen.compare_inverse's import beside the other tools and its usage: tests/test_tools_import.py.

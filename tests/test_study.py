@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from configs import compare_inverse, dgn_zdim, study_sampling_order
+from configs import compare_inverse, dgn_capacity, study_sampling_order
 from jgen import studies
 from jgen.core import registry
 from jgen.studies import runner, stats
@@ -174,7 +174,7 @@ def test_report_statistics_on_synthetic_outcomes_with_known_answers():
 def test_studies_are_chosen_by_the_config_name():
   for config, module in (
     (study_sampling_order.get_config(), "sampling_order"),
-    (dgn_zdim.get_config(), "dgn_zdim"),
+    (dgn_capacity.get_config(), "dgn_capacity"),
     (compare_inverse.get_config(), "inverse_comparison"),
   ):
     chosen = studies.get_study(studies.study_name(config))
@@ -183,7 +183,7 @@ def test_studies_are_chosen_by_the_config_name():
   # A config without study_kind is the sampling-order study.
   assert studies.study_name({}) == "sampling_order"
   valid = (
-    "dgn_zdim, inverse_comparison, optimizer_sensitivity, pacgan_table1, recovery, "
+    "dgn_capacity, inverse_comparison, optimizer_sensitivity, pacgan_table1, recovery, "
     "sampling_order, sampling_order_trend"
   )
   with pytest.raises(registry.UnknownNameError, match=valid):
