@@ -97,6 +97,11 @@ def get_config(arg=None):
   c.eval.final_extras = True  # interpolations and samples from fitted densities at the end
   c.eval.num_samples = 1000  # samples drawn from each fitted density
   c.eval.gmm_components = 10
+  # Code priors sampled at the end (gaussian, gmm, knn, slerp: jgen/evals/code_priors.py).
+  c.eval.priors = "gaussian,gmm"
+  c.eval.knn_k = 5  # knn: a code and its k nearest codes, mixed with Dirichlet(1) weights
+  # Classifier Frechet distance to the held-out digits 1500.. and memorization rates.
+  c.eval.held_out_metrics = False
 
   if arg.runlocal:
     c.data.num_train = 16

@@ -13,7 +13,7 @@ from configs import dgn as dgn_config
 from configs import dgn_capacity
 from jgen.core import jsonl, registry
 from jgen.data import digits
-from jgen.evals import fidelity
+from jgen.evals import fidelity, memorization
 from jgen.evals import latents as dgn_eval
 from jgen.losses import inverse, reconstruction
 from jgen.studies import dgn_capacity as dgn_study
@@ -126,6 +126,25 @@ def test_dgn_config_errors_name_the_fix(dgn_run, tmp_path):
     dgn_trainer.build(tiny(**{"sampler.kind": "random"}))
   with pytest.raises(ValueError, match=r"latent\.project"):
     dgn_trainer.build(tiny(**{"latent.project": "ball"}))
+
+
+def test_final_extras_score_every_code_prior_against_held_out_digits(tmp_path, monkeypatch):
+  # Without the digit classifier (trained once per machine): the memorization rates only.
+  monkeypatch.setattr(dgn_eval, "digit_classifier_or_none", lambda: None)
+  config = tiny(**{"eval.priors": "gaussian,gmm,knn,slerp", "eval.held_out_metrics": True})
+  dgn, root, data = dgn_trainer.build(config)
+  state = dgn_trainer.init_state(dgn, root)
+  extras = dgn_trainer.final_extras(dgn, state, root, data, str(tmp_path), config)
+  held_out = digits.load_digits()[0][dgn_trainer.HELD_OUT_START :]
+  assert (
+    extras["held_out_memorization_rate"]
+    == memorization.memorization_rate(held_out, np.asarray(data))["rate"]
+  )
+  for prior in ("gaussian", "gmm", "knn", "slerp"):
+    assert 0.0 <= extras[f"{prior}_memorization_rate"] <= 1.0
+    assert (tmp_path / f"samples_{prior}.png").exists()
+  with pytest.raises(registry.UnknownNameError, match="gaussian, gmm, knn, slerp"):
+    dgn_trainer.final_extras(dgn, state, root, data, str(tmp_path), tiny(**{"eval.priors": "vae"}))
 
 
 def test_interpolation_endpoints_equal_the_reconstructions():

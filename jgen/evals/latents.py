@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jgen.evals import features as features_lib
-from jgen.evals import fidelity
+from jgen.evals import fidelity, memorization
 
 # The code priors live in code_priors.py; these names stay importable from here for the
 # callers that already use them (jgen/trainers/dgn.py, tests/test_reconstruct.py).
@@ -42,7 +42,10 @@ def digit_classifier_or_none():
   return digit_classifier.load_digit_classifier()
 
 
-def sample_metrics(samples, train_images, classifier=None) -> dict:
+def sample_metrics(samples, train_images, classifier=None, held_out=None) -> dict:
+  """The metrics of generated images; with `held_out` real images also the classifier Frechet
+  distance to them (a generator that replays its training set does not win it) and the
+  memorization rate (jgen/evals/memorization.py) of the samples against the training images."""
   samples, train_images = jnp.asarray(samples), jnp.asarray(train_images)
   flat_s = samples.reshape(len(samples), -1)
   flat_t = train_images.reshape(len(train_images), -1)
@@ -66,4 +69,10 @@ def sample_metrics(samples, train_images, classifier=None) -> dict:
         classifier.features(samples), classifier.features(train_images)
       ),
     )
+    if held_out is not None:
+      row["frechet_classifier_held_out"] = features_lib.fid(
+        classifier.features(samples), classifier.features(jnp.asarray(held_out))
+      )
+  if held_out is not None:
+    row["memorization_rate"] = memorization.memorization_rate(samples, train_images)["rate"]
   return row

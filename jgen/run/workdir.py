@@ -77,6 +77,9 @@ ADDED_KEYS = {
   "train.lr_decay": "none",
   "model.architecture": "conv",
   "model.depth": 2,
+  "eval.priors": "gaussian,gmm",
+  "eval.knn_k": 5,
+  "eval.held_out_metrics": False,
 }
 # Keys that cannot change a single run's results (population.size 1).
 POPULATION_ONLY = ("population.devices",)

@@ -23,9 +23,9 @@ import ml_collections
 import numpy as np
 import optax
 
-from jgen.core import optimizers, rng
+from jgen.core import optimizers, registry, rng
 from jgen.data import digits, samplers
-from jgen.evals import fidelity
+from jgen.evals import code_priors, fidelity, memorization
 from jgen.evals import latents as latents_eval
 from jgen.losses import reconstruction
 from jgen.models import dgn as dgn_models
@@ -307,10 +307,16 @@ def final_extras(dgn: Dgn, state: TrainState, root, data, work_dir: str, config)
   )
   classifier = latents_eval.digit_classifier_or_none()
   extras = {"classifier_metrics": classifier is not None}
-  for kind in ("gaussian", "gmm"):
-    codes = latents_eval.fit_and_sample(
-      latents, kind, config.eval.num_samples, config.eval.gmm_components, config.seed
-    )
+  held_out = None
+  if config.eval.get("held_out_metrics", False):
+    held_out = digits.load_digits()[0][HELD_OUT_START:]
+    # What real digits the generator never saw score: the reference for memorization.
+    extras["held_out_memorization_rate"] = memorization.memorization_rate(held_out, data)["rate"]
+  for kind in _priors(config):
+    options = {"components": config.eval.gmm_components} if kind == "gmm" else {}
+    if kind == "knn":
+      options = {"k": min(config.eval.get("knn_k", 5), n - 1)}
+    codes = code_priors.sample_codes(kind, latents, config.eval.num_samples, config.seed, **options)
     codes = np.asarray(dgn.constrain(jnp.asarray(codes)))
     samples = np.asarray(reconstruct(dgn, state.g_params, jnp.asarray(codes)))
     imgrid.save_grid(
@@ -318,6 +324,15 @@ def final_extras(dgn: Dgn, state: TrainState, root, data, work_dir: str, config)
       [list(samples[r * 16 : (r + 1) * 16]) for r in range(min(4, len(samples) // 16 or 1))],
       title=f"G(z), z ~ {kind} fitted to the {n} learned codes",
     )
-    for key, value in latents_eval.sample_metrics(samples, data, classifier).items():
+    metrics = latents_eval.sample_metrics(samples, data, classifier, held_out)
+    for key, value in metrics.items():
       extras[f"{kind}_{key}"] = value
   return extras
+
+
+def _priors(config) -> list[str]:
+  """eval.priors: the comma-separated code priors final_extras samples (jgen/evals/code_priors)."""
+  names = [name.strip() for name in config.eval.get("priors", "gaussian,gmm").split(",")]
+  for name in names:
+    registry.choose("eval.priors entry", name, code_priors.CODE_PRIORS)
+  return names
