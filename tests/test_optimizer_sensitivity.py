@@ -64,6 +64,21 @@ def test_the_spread_is_max_minus_min_of_each_optimizers_best():
   assert never["spread"] is None
 
 
+def test_the_spread_interval_resamples_paired_seeds_and_holds_the_spread():
+  result = sensitivity.family_sensitivity({"adam": ADAM, "sgd": SGD}, 0.5)
+  low, high = result["spread_95"]
+  # seed 0 alone: bests 0.1 (adam) and 0.3 (sgd); seed 1 alone: 0.1 and 0.3: every resample
+  # of the paired seeds keeps the spread within [0.2 - 0.02, 0.2 + 0.02]
+  assert low <= result["spread"] <= high
+  assert 0.17 <= low and high <= 0.23
+  # seeds that disagree widen it
+  noisy = table({1e-2: [0.1, 0.5], 1e-1: [0.3, 0.3], 1: [0.9, 0.9]})
+  wide = sensitivity.spread_interval({"adam": noisy, "sgd": SGD}, resamples=500)
+  assert wide[1] - wide[0] > 0.1
+  unequal = table({1e-2: [0.1], 1e-1: [0.3, 0.3]})
+  assert sensitivity.spread_interval({"adam": unequal, "sgd": SGD}) is None
+
+
 def test_widening_extends_past_the_edge_that_holds_the_best_rate_at_the_grids_spacing():
   assert sensitivity.next_rates([1e-3, 1e-2, 1e-1], 1, 2) == []
   up = sensitivity.next_rates([1e-3, 1e-2, 1e-1], 2, 2)

@@ -199,6 +199,10 @@ def _number(value, digits: int = 3) -> str:
   return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _interval(bounds) -> str:
+  return "" if bounds is None else f"[{bounds[0]:.3f}, {bounds[1]:.3f}]"
+
+
 def report_markdown(report: dict, config) -> str:
   study, base = config.study, config.base
   steps = ", ".join(f"{name} {base[name].train.num_steps}" for name in base)
@@ -211,11 +215,12 @@ def report_markdown(report: dict, config) -> str:
     f"{study.widen_rounds} rounds); steps: {steps}; learning-rate decay: every family "
     f"{next(iter(base.values())).train.lr_decay}. Endpoint: sliced W1 to the mixture (lower "
     f"is better), mean over seeds. Spread: max - min over optimizers of each one's best mean "
-    f"sliced W1. Basin: the contiguous rates around the best whose mean is at most best x "
-    f"{1 + study.basin_tolerance:g}; its width in decades.",
+    f"sliced W1, with a 95% bootstrap interval over seeds (paired across cells, best rates "
+    f"chosen again in each resample). Basin: the contiguous rates around the best whose mean "
+    f"is at most best x {1 + study.basin_tolerance:g}; its width in decades.",
     "",
-    "| data | family | spread of best W1 | max / min | optimizer: best lr (W1, modes), basin "
-    "decades | every optimum bracketed |",
+    "| data | family | spread of best W1 [95% CI] | max / min | optimizer: best lr (W1, modes), "
+    "basin decades | every optimum bracketed |",
     "|---|---|---|---|---|---|",
   ]
   for f in report["families"]:
@@ -227,7 +232,8 @@ def report_markdown(report: dict, config) -> str:
         f"{o['basin']['decades']:.1f}"
       )
     lines.append(
-      f"| {f['data']} | {f['family']} | {_number(f['spread'])} | {_number(f['ratio'], 2)} | "
+      f"| {f['data']} | {f['family']} | {_number(f['spread'])} {_interval(f['spread_95'])} | "
+      f"{_number(f['ratio'], 2)} | "
       f"{'; '.join(parts)} | {'yes' if f['every_optimum_bracketed'] else 'no'} |"
     )
   lines += [

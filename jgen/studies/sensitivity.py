@@ -101,9 +101,39 @@ def family_sensitivity(per_optimizer: dict[str, list[dict]], tolerance: float) -
   return {
     "optimizers": optimizers,
     "spread": max(bests) - min(bests) if finite else None,
+    "spread_95": spread_interval(per_optimizer) if finite else None,
     "ratio": max(bests) / min(bests) if finite and min(bests) > 0 else None,
     "every_optimum_bracketed": all(e["best"]["bracketed"] for e in optimizers.values()),
   }
+
+
+def _resampled(by_rate: list[dict], picks: np.ndarray) -> list[dict]:
+  return [
+    dict(entry, seeds=[entry["seeds"][i] for i in picks] if entry["seeds"] else [])
+    for entry in by_rate
+  ]
+
+
+def spread_interval(
+  per_optimizer: dict[str, list[dict]], resamples: int = 2000, seed: int = 0
+) -> list[float] | None:
+  """A 95% percentile bootstrap interval of the spread: the seeds are drawn with replacement,
+  the same draw for every rate and optimizer (seed k is the same seed number in every cell, so
+  the cells are paired), and best rates are chosen again in each resample. None when a cell
+  has no finite endpoint or the cells hold different numbers of seeds."""
+  counts = {len(e["seeds"]) for by_rate in per_optimizer.values() for e in by_rate if e["seeds"]}
+  if len(counts) != 1:
+    return None
+  (count,) = counts
+  rng = np.random.default_rng(seed)
+  spreads = []
+  for _ in range(resamples):
+    picks = rng.integers(0, count, count)
+    bests = [best(_resampled(by_rate, picks))["endpoint"] for by_rate in per_optimizer.values()]
+    if not all(math.isfinite(value) for value in bests):
+      return None
+    spreads.append(max(bests) - min(bests))
+  return [float(np.quantile(spreads, 0.025)), float(np.quantile(spreads, 0.975))]
 
 
 def flattening(curve: list[list[float]], fraction: float = 0.4) -> float | None:
