@@ -36,6 +36,10 @@ def tiny_config(setd: bool = False, **overrides):
 # Bounded (least recently used entries go first); the bound needs `filelock`, which also keeps
 # processes sharing the cache from reading an entry another is still writing.
 COMPILATION_CACHE_BYTES = 2 * 1024**3
+# XLA's CPU compiler at its cheapest: no LLVM optimization, no fusion emitters. The suite's small
+# programs run for far less time than they compile; measured cold on 2 cores, four of the
+# heaviest files (gan_trainer, denoise, pacgan, samplers) took 272 s at the default and 125 s so.
+TEST_XLA_FLAGS = "--xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=0"
 
 
 # Bytes a test process writes to the compilation cache between two scans of it (below).
@@ -68,6 +72,12 @@ def _scan_the_cache_less_often() -> None:
   lru_cache.LRUCache._evict_if_needed = evict_if_needed
 
 
+def xla_flags_with(*flags: str) -> str:
+  """XLA_FLAGS for a test's subprocess: the suite's own (TEST_XLA_FLAGS) and `flags`, so that
+  the subprocess compiles what the test process would, bit for bit."""
+  return " ".join([os.environ.get("XLA_FLAGS", ""), *flags]).strip()
+
+
 def pytest_configure(config):
   """Compiled programs are kept on disk and shared by every test, xdist worker and command
   subprocess: the suite compiles the same small programs many times (each test builds its own
@@ -90,6 +100,12 @@ def pytest_configure(config):
   for name, value in settings.items():
     jax.config.update(name, value)
     os.environ[name.upper()] = str(value)  # the subprocesses' JAX reads these at import
+  # Every test compares runs made under the same flags; the one test of digests recorded at
+  # XLA's defaults runs them in a process of its own without these (tests/test_pacgan.py).
+  # JGEN_TEST_XLA_DEFAULT=1 runs the whole suite at XLA's defaults.
+  flags = os.environ.get("XLA_FLAGS", "")
+  if not os.environ.get("JGEN_TEST_XLA_DEFAULT") and TEST_XLA_FLAGS not in flags:
+    os.environ["XLA_FLAGS"] = f"{flags} {TEST_XLA_FLAGS}".strip()
   # xdist hands out files in collection order (longest first, below), not by test count.
   config.option.loadscopereorder = False
 

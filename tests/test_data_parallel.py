@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 
+import conftest
 import jax
 import numpy as np
 from conftest import tiny_config
@@ -76,7 +77,10 @@ def train_params(steps: int = STEPS, **overrides) -> np.ndarray:
 
 def test_eight_devices_match_one_device(tmp_path):
   out, layout = tmp_path / "params.npy", tmp_path / "batches.json"
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+  env = {
+    **os.environ,
+    "XLA_FLAGS": conftest.xla_flags_with("--xla_force_host_platform_device_count=8"),
+  }
   result = subprocess.run(
     [sys.executable, "-c", _RUN, str(out), str(layout)],
     cwd=ROOT,
@@ -174,7 +178,10 @@ def test_deterministic_sums_over_devices_do_not_depend_on_the_collectives(tmp_pa
   collectives of a multi-process run, which add in ring order): with config.deterministic the
   trained parameters are the same bits, so the sums went in mesh order; without it they are
   not, so the comparison can tell. The per-device parts saw a quarter of the batch each."""
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+  env = {
+    **os.environ,
+    "XLA_FLAGS": conftest.xla_flags_with("--xla_force_host_platform_device_count=4"),
+  }
   runs = {}
   for name, port in (("local", 0), ("gloo", _free_port())):
     out = tmp_path / f"{name}.json"

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import conftest
 import numpy as np
 import pytest
 
@@ -41,7 +42,10 @@ def _flags(**overrides) -> list[str]:
 
 
 def _one_process(work_dir, **overrides) -> subprocess.Popen:
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+  env = {
+    **os.environ,
+    "XLA_FLAGS": conftest.xla_flags_with("--xla_force_host_platform_device_count=4"),
+  }
   command = [sys.executable, "-m", "jgen.main", f"--workdir={work_dir}", *_flags(**overrides)]
   return subprocess.Popen(
     command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE

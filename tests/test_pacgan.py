@@ -4,7 +4,10 @@ and the Table 1 study; and that none of it changes an existing config's results.
 import json
 import math
 import os
+import subprocess
+import sys
 
+import conftest
 import jax
 import jax.numpy as jnp
 import locked
@@ -21,6 +24,8 @@ from jgen.run import loop, trace
 from jgen.studies import pacgan_table1 as table1
 from jgen.trainers import gan as gan_trainer
 from jgen.trainers import gan_step
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_pacgan(m=2, **overrides):
@@ -342,14 +347,40 @@ def test_the_digest_check_knows_the_versions_it_was_recorded_under(monkeypatch):
   assert locked.version_mismatches()[0] == f"jax {pins['jax']} -> 0.0.1"
 
 
+_FINAL_DIGESTS = """
+import json, sys
+sys.path.insert(0, "tests")
+from test_pacgan import tiny_configs_before_this_change
+from jgen.trainers import gan as gan_trainer
+digests = {}
+for name, config, _ in tiny_configs_before_this_change():
+  digests[name] = gan_trainer.train_and_evaluate(config, sys.argv[1] + "/" + name)["state_digest"]
+print(json.dumps(digests))
+"""
+
+
 @locked.recorded_under_the_lock
 def test_existing_configs_give_the_same_final_rows_as_before(tmp_path):
+  """The digests were recorded at XLA's default compiler settings, which the rest of the suite
+  changes (tests/conftest.py TEST_XLA_FLAGS): the runs go in a process of their own without."""
+  expected = {}
   for name, config, digest in tiny_configs_before_this_change():
     # configs/gan.py declares PacGAN's options (1dbd5dd) at the values these digests ran with.
     assert (config.train.packing, config.train.update_rule) == ("grouped", "alternating")
     assert (config.model.generator.batch_norm, config.model.generator.init) == (False, "flax")
-    row = gan_trainer.train_and_evaluate(config, str(tmp_path / name))
-    assert row["state_digest"] == digest, name
+    expected[name] = digest
+  flags = os.environ.get("XLA_FLAGS", "").replace(conftest.TEST_XLA_FLAGS, "").strip()
+  env = {**os.environ, "XLA_FLAGS": flags, "JGEN_TEST_XLA_DEFAULT": "1"}
+  result = subprocess.run(
+    [sys.executable, "-c", _FINAL_DIGESTS, str(tmp_path)],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    check=False,
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert json.loads(result.stdout.splitlines()[-1]) == expected
 
 
 def tiny_study():

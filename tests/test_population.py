@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import conftest
 import jax
 import numpy as np
 import pytest
@@ -114,7 +115,10 @@ with open(sys.argv[2], "w") as f:
 
 def test_a_population_sharded_over_8_devices_matches_one_device(tmp_path):
   out, layout = tmp_path / "members.npy", tmp_path / "layout.json"
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+  env = {
+    **os.environ,
+    "XLA_FLAGS": conftest.xla_flags_with("--xla_force_host_platform_device_count=8"),
+  }
   result = subprocess.run(
     [sys.executable, "-c", _RUN_SHARDED, str(out), str(layout)],
     cwd=ROOT,
