@@ -15,7 +15,15 @@ reports whether it covers the modes.
   python -m jgen.main --config=configs/dflow.py:data=grid25 --workdir=runs/dflow_grid
   python -m jgen.main --config=configs/dflow.py --config.objective.level_power=1 ...
 
-Switches after the colon: data=ring8|grid25, runlocal (a tiny smoke run).
+`:objective=level_ratio` is the idea read literally: a level-conditioned D, one logistic
+regression per pair of 16 adjacent levels, whose logits telescope into each level's log density,
+sampled by annealed Langevin dynamics (10 steps per level; jgen/losses/level_ratio.py). Its D is
+128 wide: every Langevin step evaluates it at all 16 levels (2,560 evaluations per sample).
+
+  python -m jgen.main --config=configs/dflow.py:objective=level_ratio,data=grid25 --workdir=W
+
+Switches after the colon: data=ring8|grid25, objective=discriminator_flow|level_ratio, runlocal
+(a tiny smoke run).
 """
 
 from configs import flow
@@ -23,15 +31,25 @@ from jgen.core import config as config_lib
 
 
 def get_config(arg=None):
-  arg = config_lib.parse_arg(arg, data="ring8", runlocal=False)
+  arg = config_lib.parse_arg(arg, data="ring8", objective="discriminator_flow", runlocal=False)
   c = flow.base_config(
     config_lib.parse_arg(
       f"data={arg.data},runlocal={arg.runlocal}",
       data="ring8",
-      objective="discriminator_flow",
+      objective=arg.objective,
       runlocal=False,
     )
   )
+  if arg.objective == "level_ratio":
+    with c.unlocked():
+      c.objective.level_power = 1.0  # every pair of levels trained alike
+      c.sampling.method = "langevin"
+      c.sampling.num_steps = 10  # per level
+      c.sampling.step_size = 0.1  # eps at noise std 1, shrinking with the level's std squared
+      c.sampling.final_step_size = 0.05  # the noise floor: about a grid25 mode's width
+      if not arg.runlocal:
+        c.model.width = 128
+    return c
   with c.unlocked():
     # Most training levels near the data (t = 1 - (1 - u)^3): with uniform levels D scored
     # data 0.72 on average and ascent put 2.5% of samples on a mode; with these, 0.98 and 100%

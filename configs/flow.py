@@ -51,10 +51,12 @@ def base_config(arg) -> ml_collections.ConfigDict:
   c.sampler.path = ""
 
   c.objective = ml_collections.ConfigDict()
-  c.objective.name = arg.objective  # flow_matching | noise_prediction | discriminator_flow
+  # flow_matching | noise_prediction | discriminator_flow | level_ratio
+  c.objective.name = arg.objective
   c.objective.s_min = 1e-3  # noise prediction: smallest noise level trained and sampled
   # > 1 draws training levels nearer the data (1: uniform; jgen/losses/denoising.warp_levels).
   c.objective.level_power = 1.0
+  c.objective.num_levels = 16  # level_ratio: K levels t_j = j / K, one D per adjacent pair
 
   c.model = ml_collections.ConfigDict()
   c.model.width = 256

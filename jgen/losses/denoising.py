@@ -17,6 +17,9 @@ Three objectives (`config.objective.name`), each a pure function of the network'
                       scores t (binary cross-entropy with the soft label t, whose minimizer is
                       D(x) = E[t | x]), t = 1 - (1 - u)^p (`warp_levels`); samples climb
                       log D / (1 - D) from noise.
+  level_ratio         the same idea read literally: one D per pair of adjacent noise levels,
+                      whose logits telescope into each level's log density, sampled by
+                      annealed Langevin dynamics (jgen/losses/level_ratio.py).
 
 Sampling (`sample_field`, `ancestral`, `ascend`) starts from noise the caller draws, so that
 an evaluation can reuse the same noise every time.
@@ -31,11 +34,12 @@ import numpy as np
 
 from jgen.models import denoisers
 
-OBJECTIVES = ("flow_matching", "noise_prediction", "discriminator_flow")
+OBJECTIVES = ("flow_matching", "noise_prediction", "discriminator_flow", "level_ratio")
 METHODS = {
   "flow_matching": ("euler", "heun"),
   "noise_prediction": ("euler", "heun", "ancestral"),
   "discriminator_flow": ("ascent",),
+  "level_ratio": ("langevin",),
 }
 
 VP_BETA_MIN, VP_BETA_MAX = 0.1, 20.0
@@ -110,16 +114,21 @@ def discriminator_flow_loss(logit, x0: jax.Array, x1: jax.Array, t_B: jax.Array)
 class Sampling:
   """How an evaluation turns noise into samples (`config.sampling`)."""
 
-  method: str  # euler | heun (ODE), ancestral (noise prediction), ascent (discriminator flow)
-  num_steps: int
-  step_size: float = 0.0  # ascent: the first step's size
-  final_step_size: float = 0.0  # ascent: the last step's (geometric in between); 0: constant
+  method: str  # euler | heun (ODE), ancestral (noise prediction), ascent (discriminator flow),
+  # langevin (level ratio)
+  num_steps: int  # langevin: steps per level
+  step_size: float = 0.0  # ascent: the first step's size; langevin: eps at noise std 1
+  # ascent: the last step's (geometric in between; 0: constant); langevin: the noise floor
+  final_step_size: float = 0.0
   normalize: bool = False  # ascent: steps along the unit gradient direction
   s_min: float = 1e-3  # noise prediction: the smallest noise level trained and sampled
+  num_levels: int = 0  # level ratio: K, the levels t_j = j / K
 
   def evaluations_per_sample(self, objective: str) -> int:
     """Network evaluations per sample: a gradient of D counts as one (forward and back);
     the ODE of noise prediction adds its final denoising evaluation."""
+    if self.method == "langevin":  # every step evaluates D at all K levels
+      return self.num_steps * self.num_levels**2
     per_step = 2 if self.method == "heun" else 1
     final = 1 if objective == "noise_prediction" and self.method != "ancestral" else 0
     return per_step * self.num_steps + final

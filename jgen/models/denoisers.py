@@ -6,6 +6,7 @@
                  (one halving, a skip connection, t added to every block's channels).
   Critic         x -> logit_B with no time input: the discriminator flow's D, an MLP for 2D
                  and a strided conv net for images.
+  LevelCritic    (x_BxD, t_B) -> logit_B: the level-conditioned D (2D points).
   integrate      Euler or Heun on dx/dt = field(x, t) over a given grid of times.
 
 Activations are SiLU, so that D's input gradient, which the discriminator flow follows, is
@@ -47,6 +48,23 @@ class TimeMLP(nn.Module):
     for _ in range(self.depth):
       h = nn.silu(nn.Dense(self.width)(h) + nn.Dense(self.width)(embedding))
     return nn.Dense(x_BxD.shape[-1])(h)
+
+
+class LevelCritic(nn.Module):
+  """x_BxD and t_B -> logit_B: TimeMLP's body with one output, the level-conditioned D of the
+  level-ratio objective (jgen/losses/level_ratio.py)."""
+
+  width: int
+  depth: int
+  time_dim: int = 32
+
+  @nn.compact
+  def __call__(self, x_BxD: jax.Array, t_B: jax.Array) -> jax.Array:
+    embedding = nn.silu(nn.Dense(self.time_dim)(time_features(t_B, self.time_dim)))
+    h = x_BxD
+    for _ in range(self.depth):
+      h = nn.silu(nn.Dense(self.width)(h) + nn.Dense(self.width)(embedding))
+    return nn.Dense(1)(h)[:, 0]
 
 
 class TimeConvNet(nn.Module):

@@ -80,6 +80,7 @@ ADDED_KEYS = {
   "eval.priors": "gaussian,gmm",
   "eval.knn_k": 5,
   "eval.held_out_metrics": False,
+  "objective.num_levels": 16,
 }
 # Keys that cannot change a single run's results (population.size 1).
 POPULATION_ONLY = ("population.devices",)

@@ -30,7 +30,7 @@ from flax import linen as nn
 from jgen import datasets
 from jgen.collapse import recorder
 from jgen.core import optimizers, parallel, registry, rng
-from jgen.losses import denoising
+from jgen.losses import denoising, level_ratio
 from jgen.models import denoisers
 from jgen.run import loop, trace, variants
 from jgen.run.interface import TrainerDefaults
@@ -105,9 +105,17 @@ class Denoiser(TrainerDefaults):
     is_2d = len(data.sample_shape) == 1
     order = members.data_order(config, data, member_variants, convolutional=not is_2d)
     batch_size = order["batch_size"]
+    if objective == "level_ratio" and (not is_2d or config.objective.num_levels < 2):
+      raise ValueError(
+        "objective level_ratio needs 2D points and objective.num_levels >= 2, got "
+        f"{data.name} and {config.objective.num_levels}"
+      )
     if objective == "discriminator_flow":
       network = denoisers.make_critic(config.model)
       metric_names = ("loss", "d_noise", "d_data")
+    elif objective == "level_ratio":
+      network = denoisers.LevelCritic(config.model.width, config.model.depth, config.model.time_dim)
+      metric_names = ("loss", "accuracy")
     else:
       network = denoisers.make_denoiser(config.model, data.sample_shape)
       metric_names = ("loss",)
@@ -234,6 +242,7 @@ def _sampling(config, data) -> denoising.Sampling:
     config.sampling.final_step_size,
     config.sampling.normalize,
     config.objective.s_min,
+    config.objective.get("num_levels", 0),
   )
   if not config.sampling.get("reach_every_mode", False):
     return sampling
@@ -263,6 +272,9 @@ def objective_terms(den: Denoiser, params, x1, noise, level):
     s = den.sampling.s_min + (1.0 - den.sampling.s_min) * level
     loss = denoising.noise_prediction_loss(apply, x1, noise, s)
     return loss, {"loss": loss}
+  if den.objective == "level_ratio":
+    loss, accuracy = level_ratio.level_ratio_loss(apply, noise, x1, level, den.sampling.num_levels)
+    return loss, {"loss": loss, "accuracy": accuracy}
   loss, d_noise, d_data = denoising.discriminator_flow_loss(apply, noise, x1, level)
   return loss, {"loss": loss, "d_noise": d_noise, "d_data": d_data}
 
@@ -295,6 +307,8 @@ def generate_from(den: Denoiser, params, noise: jax.Array, key: jax.Array) -> ja
   apply = functools.partial(den.network.apply, params)
   if den.objective == "discriminator_flow":
     x = denoising.ascend(apply, noise, den.sampling)
+  elif den.objective == "level_ratio":
+    x = level_ratio.annealed_langevin(apply, noise, key, den.sampling)
   elif den.sampling.method == "ancestral":
     x = denoising.ancestral(apply, noise, key, den.sampling.num_steps)
   else:
