@@ -13,11 +13,13 @@ to the codes (docs/reconstruct.md).
 
 Switches after the colon: n (images), architecture=conv|mlp, z_dim, width (G channels or
 units), loss=mse|l1|gaussian_nll|perceptual, features=random_conv|classifier (perceptual only),
+priors (the code priors sampled at the end, ';'-separated: gaussian;gmm;knn;slerp;flow),
 sphere (GLO projection), runlocal (a tiny smoke run).
 """
 
 import ml_collections
 
+from configs import flow
 from jgen.core import config as config_lib
 from jgen.run import interface
 
@@ -31,6 +33,7 @@ def get_config(arg=None):
     width=32,
     loss="mse",
     features="random_conv",
+    priors="gaussian,gmm",
     sphere=False,
     runlocal=False,
   )
@@ -98,11 +101,16 @@ def get_config(arg=None):
   c.eval.num_samples = 1000  # samples drawn from each fitted density
   c.eval.gmm_components = 10
   # Code priors sampled at the end (gaussian, gmm, knn, slerp: jgen/evals/code_priors.py).
-  c.eval.priors = "gaussian,gmm"
+  c.eval.priors = arg.priors.replace(";", ",")
   c.eval.knn_k = 5  # knn: a code and its k nearest codes, mixed with Dirichlet(1) weights
   # Classifier Frechet distance to the held-out digits 1500.. and memorization rates.
   c.eval.held_out_metrics = False
 
+  if "flow" in c.eval.priors.split(","):
+    # flow matching on the code table (jgen/trainers/code_flow.py): configs/flow.py's TimeMLP
+    # 256 x 3, Euler x 50, cosine decay, 5,000 steps.
+    c.code_flow = flow.get_config()
+    c.code_flow.train.num_steps = 5000
   if arg.runlocal:
     c.data.num_train = 16
     c.model.width = 16

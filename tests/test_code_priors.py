@@ -198,3 +198,41 @@ def test_memorization_is_the_same_in_blocks_as_in_one_piece(monkeypatch):
 def test_memorization_rejects_bad_input(samples, train, threshold, message):
   with pytest.raises(ValueError, match=message):
     memorization.memorization_rate(samples, train, threshold=threshold)
+
+
+# The learned prior: flow matching on the code table (jgen/trainers/code_flow.py).
+
+
+def test_a_flow_trained_on_codes_returns_codes_near_them(tmp_path):
+  from configs import dgn as dgn_config
+  from configs import flow as flow_config
+  from jgen.trainers import code_flow
+
+  rng = np.random.default_rng(0)
+  centres = np.array([[3.0, 0.0, 0.0], [-3.0, 0.0, 0.0]])
+  codes = centres[rng.integers(0, 2, 200)] + 0.1 * rng.normal(size=(200, 3))
+  flow = flow_config.get_config("runlocal")
+  flow.model.width = 64
+  flow.train.num_steps = 600
+  dgn = dgn_config.get_config("runlocal")
+  drawn = code_flow.sample_codes(flow, codes, str(tmp_path), dgn, 400)
+  assert drawn.shape == (400, 3) and drawn.dtype == np.float32
+  nearest_centre = np.linalg.norm(drawn[:, None] - centres[None], axis=-1).min(axis=1)
+  assert np.median(nearest_centre) < 0.5  # on the clusters, not between them at the origin
+  sides = (drawn[:, 0] > 0).mean()
+  assert 0.25 < sides < 0.75  # both clusters
+  # a second call resumes the finished run and draws the same codes
+  again = code_flow.sample_codes(flow, codes, str(tmp_path), dgn, 400)
+  assert np.array_equal(drawn, again)
+
+
+def test_a_code_table_dataset_refuses_what_it_cannot_read(tmp_path):
+  from ml_collections import ConfigDict
+
+  from jgen.datasets import codes as codes_data
+
+  with pytest.raises(ValueError, match=r"data\.path"):
+    codes_data.CodesData.from_config(ConfigDict({"path": str(tmp_path / "no.npy"), "num_train": 3}))
+  np.save(tmp_path / "c.npy", np.zeros((4, 2), np.float32))
+  with pytest.raises(ValueError, match="must equal the 4 codes"):
+    codes_data.CodesData.from_config(ConfigDict({"path": str(tmp_path / "c.npy"), "num_train": 3}))

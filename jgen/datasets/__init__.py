@@ -28,16 +28,18 @@ Layering: built from jgen.data (sources, samplers), jgen.evals (metrics) and jge
 
 from jgen.core import registry
 from jgen.data import mixtures
+from jgen.datasets.codes import CodesData
 from jgen.datasets.images import ImageDataset, image_dataset
 from jgen.datasets.mixture import MixtureData
 
-Dataset = MixtureData | ImageDataset
+Dataset = MixtureData | ImageDataset | CodesData
 
 IMAGE_NAMES = ("stacked_digits", "mnist", "stacked_mnist", "cifar10", "celeb_a")
 
 
 def _builders() -> dict:
   table = {name: MixtureData.from_config for name in mixtures.MIXTURES}
+  table["codes"] = CodesData.from_config  # a DGN's learned codes (datasets/codes.py)
   for name in IMAGE_NAMES:
     table[name] = lambda data_config, name=name: image_dataset(name, _unbalanced(data_config))
   return table

@@ -31,6 +31,7 @@ from jgen.losses import reconstruction
 from jgen.models import dgn as dgn_models
 from jgen.run import loop
 from jgen.run.interface import TrainerDefaults, dispatch_for
+from jgen.trainers import code_flow
 from jgen.viz import imgrid
 
 METRIC_NAMES = ("loss", "batch_psnr")
@@ -316,7 +317,14 @@ def final_extras(dgn: Dgn, state: TrainState, root, data, work_dir: str, config)
     options = {"components": config.eval.gmm_components} if kind == "gmm" else {}
     if kind == "knn":
       options = {"k": min(config.eval.get("knn_k", 5), n - 1)}
-    codes = code_priors.sample_codes(kind, latents, config.eval.num_samples, config.seed, **options)
+    if kind == "flow":
+      codes = code_flow.sample_codes(
+        config.code_flow, latents, work_dir, config, config.eval.num_samples
+      )
+    else:
+      codes = code_priors.sample_codes(
+        kind, latents, config.eval.num_samples, config.seed, **options
+      )
     codes = np.asarray(dgn.constrain(jnp.asarray(codes)))
     samples = np.asarray(reconstruct(dgn, state.g_params, jnp.asarray(codes)))
     imgrid.save_grid(
@@ -331,8 +339,14 @@ def final_extras(dgn: Dgn, state: TrainState, root, data, work_dir: str, config)
 
 
 def _priors(config) -> list[str]:
-  """eval.priors: the comma-separated code priors final_extras samples (jgen/evals/code_priors)."""
+  """eval.priors: the comma-separated code priors final_extras samples (jgen/evals/code_priors,
+  and "flow": flow matching trained on the codes, jgen/trainers/code_flow.py)."""
   names = [name.strip() for name in config.eval.get("priors", "gaussian,gmm").split(",")]
   for name in names:
-    registry.choose("eval.priors entry", name, code_priors.CODE_PRIORS)
+    registry.choose("eval.priors entry", name, {**code_priors.CODE_PRIORS, "flow": None})
+  if "flow" in names and "code_flow" not in config:
+    raise ValueError(
+      "eval.priors 'flow' trains a flow on the codes from the config's code_flow section; "
+      "use configs/dgn.py:priors=...,flow, which adds it"
+    )
   return names
