@@ -1,30 +1,44 @@
-import json, sys
+"""Re-samples a finished level-ratio run with another number of Langevin steps per level.
+
+  PYTHONPATH=. python docs/results/level_ratio/resample.py grid25 40
+
+Reads runs/level_ratio_<data> (configs/dflow.py:objective=level_ratio, population of 5), restores
+its newest intact checkpoint, draws 500 samples per member with `sampling.num_steps` set to the
+given steps and prints one JSON row: the trained D is unchanged, only the sampler's budget moves.
+"""
+
+import json
+import sys
+
 import ml_collections
+
 from jgen.run import checkpoints, workdir
 from jgen.trainers import denoise
-import numpy as np
 
-d = sys.argv[1]
-steps = int(sys.argv[2])
-config = ml_collections.ConfigDict(workdir.read_config(f"runs/level_ratio_{d}"))
-config.sampling.num_steps = steps
-config.eval.num_samples = 500
-config.eval.sample_batch = 500
-config.lock()
-den, root, _ = denoise.build(config)
-ck = checkpoints.Checkpoints(f"runs/level_ratio_{d}", keep=3)
-state, step, _ = ck.restore_verified(den.init_state(root))
-ck.close()
-samples, row = denoise.evaluate(den, state, root)
-print(
-  json.dumps(
-    {
-      "data": d,
-      "steps_per_level": steps,
-      "step": step,
-      "modes": row["modes"],
-      "high_quality": [round(x, 3) for x in row["high_quality"]],
-      "reverse_kl": row["reverse_kl"],
-    }
-  )
-)
+
+def main(data: str, steps: int) -> dict:
+  run_dir = f"runs/level_ratio_{data}"
+  config = ml_collections.ConfigDict(workdir.read_config(run_dir))
+  config.sampling.num_steps = steps
+  config.eval.num_samples = 500
+  config.eval.sample_batch = 500
+  config.lock()
+  den, root, _ = denoise.build(config)
+  ckpts = checkpoints.Checkpoints(run_dir, keep=config.train.keep_checkpoints)
+  try:
+    state, step, _ = ckpts.restore_verified(den.init_state(root))
+  finally:
+    ckpts.close()
+  _, row = denoise.evaluate(den, state, root)
+  return {
+    "data": data,
+    "steps_per_level": steps,
+    "step": step,
+    "modes": row["modes"],
+    "high_quality": [round(x, 3) for x in row["high_quality"]],
+    "reverse_kl": row["reverse_kl"],
+  }
+
+
+if __name__ == "__main__":
+  print(json.dumps(main(sys.argv[1], int(sys.argv[2]))))
