@@ -379,3 +379,13 @@ class Checkpoints:
       logging.warning("%s", error)
     finally:
       self._manager.close()
+
+
+def restore_newest_intact(work_dir: str, keep: int, like) -> tuple[object, int, bool]:
+  """(state, step, verified) of the newest intact checkpoint of a finished or stopped run in
+  `work_dir` (Checkpoints.restore_verified), for a reader outside the run loop."""
+  ckpts = Checkpoints(work_dir, keep=keep)
+  try:
+    return ckpts.restore_verified(like)
+  finally:
+    ckpts.close()

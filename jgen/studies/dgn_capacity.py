@@ -264,8 +264,7 @@ def run_study(config, work_dir: str) -> dict:
 
   def write_report(finished):
     result = report(config, finished)
-    runner.write_json(os.path.join(work_dir, "report.json"), result, indent=1)
-    runner.write_text(os.path.join(work_dir, REPORT_FILE), report_markdown(result))
+    runner.save_report(work_dir, result, report_markdown(result), REPORT_FILE)
     plot(os.path.join(work_dir, "capacity.png"), result)
     return result
 

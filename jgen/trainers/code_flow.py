@@ -58,10 +58,8 @@ def sample_codes(
   flow_dir = os.path.join(work_dir, "code_flow")
   denoise.train_and_evaluate(config, flow_dir)
   den, root, _ = denoise.build(config)
-  ckpts = checkpoints.Checkpoints(flow_dir, keep=config.train.keep_checkpoints)
-  try:
-    state, _, _ = ckpts.restore_verified(den.init_state(root))
-  finally:
-    ckpts.close()
+  state, _, _ = checkpoints.restore_newest_intact(
+    flow_dir, config.train.keep_checkpoints, den.init_state(root)
+  )
   key = jax.random.fold_in(rng.stream_key(root, rng.Stream.EVAL), 1)  # apart from evaluation
   return np.asarray(den.sample(state, key, num_samples), np.float32)

@@ -35,11 +35,9 @@ def score_checkpoint(work_dir: str, evals: dict) -> dict:
   config.lock()
   chosen = evaluators.parse(evals)
   trainer, root, data = get_trainer(config.trainer).build(config)
-  ckpts = checkpoints.Checkpoints(work_dir, keep=config.train.keep_checkpoints)
-  try:
-    state, step, verified = ckpts.restore_verified(trainer.init_state(root))
-  finally:
-    ckpts.close()
+  state, step, verified = checkpoints.restore_newest_intact(
+    work_dir, config.train.keep_checkpoints, trainer.init_state(root)
+  )
   if not step:
     raise ValueError(f"{work_dir} has no checkpoint after step 0 to score")
   row = {

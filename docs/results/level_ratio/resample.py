@@ -24,11 +24,9 @@ def main(data: str, steps: int) -> dict:
   config.eval.sample_batch = 500
   config.lock()
   den, root, _ = denoise.build(config)
-  ckpts = checkpoints.Checkpoints(run_dir, keep=config.train.keep_checkpoints)
-  try:
-    state, step, _ = ckpts.restore_verified(den.init_state(root))
-  finally:
-    ckpts.close()
+  state, step, _ = checkpoints.restore_newest_intact(
+    run_dir, config.train.keep_checkpoints, den.init_state(root)
+  )
   _, row = denoise.evaluate(den, state, root)
   return {
     "data": data,
