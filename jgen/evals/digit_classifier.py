@@ -278,6 +278,23 @@ def _write_atomically(path: str, data: bytes) -> None:
   os.replace(f.name, path)
 
 
+def cached_path(config: dict, key: str, cache_dir: str | None = None) -> str:
+  """Where the classifier of `config` with cache key `key` is kept."""
+  name = (
+    "digit_classifier"
+    if config["data"] == "sklearn_digits"
+    else f"digit_classifier-{config['data']}"
+  )
+  return os.path.join(cache_dir or default_cache_dir(), f"{name}-{key}.msgpack")
+
+
+def is_cached(data: str = "sklearn_digits", cache_dir: str | None = None) -> bool:
+  """Whether load_digit_classifier(cache_dir, data) would read its weights rather than train."""
+  config = RECIPES[data]
+  key = cache_key(config, data=labelled_digits(config, None))
+  return os.path.exists(cached_path(config, key, cache_dir))
+
+
 def load_digit_classifier(
   cache_dir: str | None = None,
   data: str = "sklearn_digits",
@@ -294,15 +311,9 @@ def load_digit_classifier(
     if data not in RECIPES:
       raise ValueError(f"no digit classifier for {data!r}: choose one of {sorted(RECIPES)}")
     config = RECIPES[data]
-  cache_dir = cache_dir or default_cache_dir()
   data = labelled_digits(config, data_dir)  # read once: for the key, and to train on a miss
   key = cache_key(config, data=data)
-  name = (
-    "digit_classifier"
-    if config["data"] == "sklearn_digits"
-    else f"digit_classifier-{config['data']}"
-  )
-  path = os.path.join(cache_dir, f"{name}-{key}.msgpack")
+  path = cached_path(config, key, cache_dir)
   module = _module(config)
   size = config["image_size"]
   like = module.init(jax.random.key(0), jnp.zeros((1, size, size, 1), jnp.float32))
@@ -315,7 +326,7 @@ def load_digit_classifier(
   except (OSError, ValueError, KeyError):
     logging.info("Training the %s digit classifier (cache miss: %s)...", config["data"], path)
     params, accuracy = train(config, data=data)
-    os.makedirs(cache_dir, exist_ok=True)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     info = {"held_out_accuracy": accuracy, "config": config, "key": key}
     _write_atomically(path.removesuffix(".msgpack") + ".json", json.dumps(info).encode())
     _write_atomically(path, flax.serialization.to_bytes(params))
