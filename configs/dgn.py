@@ -105,6 +105,11 @@ def get_config(arg=None):
   c.eval.knn_k = 5  # knn: a code and its k nearest codes, mixed with Dirichlet(1) weights
   # Classifier Frechet distance to the held-out digits 1500.. and memorization rates.
   c.eval.held_out_metrics = False
+  # The prior of the generator's `sample` call (what jgen.evaluate and studies score): one of
+  # the code priors or "flow", the code flow trained at the end under eval.code_flow_dir
+  # (empty: WORKDIR/code_flow is the default, which the scorer sets).
+  c.eval.sample_prior = "gaussian"
+  c.eval.code_flow_dir = ""
 
   if "flow" in c.eval.priors.split(","):
     # flow matching on the code table (jgen/trainers/code_flow.py): configs/flow.py's TimeMLP

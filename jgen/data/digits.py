@@ -9,6 +9,9 @@ import functools
 import numpy as np
 
 NUM_CLASSES = 10
+# Digits HELD_OUT_START..1796 are never trained on: the held-out reference of the single-digit
+# generators (jgen/data/single_digits.py, the DGN) and the inverse problems' held-out images.
+HELD_OUT_START = 1500
 
 
 @functools.cache

@@ -13,10 +13,13 @@ REFERENCE_SEED = 0
 
 
 def reference_images(source, num: int) -> np.ndarray:
-  """`num` real images of an image source (stacked digits or TFDS), float32 in [0, 1] (host).
+  """`num` real images of an image source (stacked digits or TFDS), float32 in [0, 1] (host);
+  a source that holds images out (single digits) gives those.
 
   Data read on the host gives its first `num` records, scaled as the trainer scales them.
   """
+  if hasattr(source, "reference_images"):  # a source with its own held-out images
+    return source.reference_images(num)
   if getattr(source, "on_host", False):
     records = np.stack([source.read(i) for i in range(min(num, source.num_examples))])
     return np.asarray(tfds_source.to_float(records))

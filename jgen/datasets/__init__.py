@@ -34,7 +34,7 @@ from jgen.datasets.mixture import MixtureData
 
 Dataset = MixtureData | ImageDataset | CodesData
 
-IMAGE_NAMES = ("stacked_digits", "mnist", "stacked_mnist", "cifar10", "celeb_a")
+IMAGE_NAMES = ("digits", "stacked_digits", "mnist", "stacked_mnist", "cifar10", "celeb_a")
 
 
 def _builders() -> dict:

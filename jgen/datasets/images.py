@@ -13,13 +13,13 @@ import functools
 import jax
 import numpy as np
 
-from jgen.data import reference, stacked, tfds_source
+from jgen.data import reference, single_digits, stacked, tfds_source
 from jgen.evals import diversity, images
 from jgen.viz import imgrid, plots
 
 CURVES = ("modes", "kl", "classifier_fid", "classifier_recall", "d_loss", "g_loss")
 
-Source = stacked.StackedDigits | tfds_source.TfdsImages
+Source = stacked.StackedDigits | single_digits.SingleDigits | tfds_source.TfdsImages
 
 
 @functools.lru_cache(maxsize=4)  # one classifier per recipe and data directory
@@ -139,4 +139,6 @@ class ImageDataset:
 def image_dataset(name: str, data_config) -> ImageDataset:
   if name == "stacked_digits":
     return ImageDataset(stacked.stacked_digits())
+  if name == "digits":
+    return ImageDataset(single_digits.single_digits())
   return ImageDataset(tfds_source.load(name, data_config))

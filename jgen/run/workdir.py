@@ -81,6 +81,8 @@ ADDED_KEYS = {
   "eval.knn_k": 5,
   "eval.held_out_metrics": False,
   "objective.num_levels": 16,
+  "eval.sample_prior": "gaussian",
+  "eval.code_flow_dir": "",
 }
 # Keys that cannot change a single run's results (population.size 1).
 POPULATION_ONLY = ("population.devices",)

@@ -15,7 +15,7 @@ import numpy as np
 
 from jgen.core import config as config_lib
 from jgen.core import rng
-from jgen.run import checkpoints
+from jgen.run import checkpoints, workdir
 from jgen.trainers import denoise
 
 
@@ -62,4 +62,26 @@ def sample_codes(
     flow_dir, config.train.keep_checkpoints, den.init_state(root)
   )
   key = jax.random.fold_in(rng.stream_key(root, rng.Stream.EVAL), 1)  # apart from evaluation
+  return np.asarray(den.sample(state, key, num_samples), np.float32)
+
+
+def sample_trained(flow_dir: str, key: jax.Array, num_samples: int) -> np.ndarray:
+  """`num_samples` codes from the finished code flow in `flow_dir` (its newest intact
+  checkpoint, under the config it was trained with), drawn with `key`."""
+  stored = workdir.read_config(flow_dir)
+  if stored is None:
+    raise ValueError(
+      f"{flow_dir} has no code flow (no readable config.json): finish the DGN run with "
+      "eval.priors including flow, which trains it there"
+    )
+  config = ml_collections.ConfigDict(stored)
+  den, root, _ = denoise.build(config)
+  state, step, _ = checkpoints.restore_newest_intact(
+    flow_dir, config.train.keep_checkpoints, den.init_state(root)
+  )
+  if step != config.train.num_steps:
+    total = config.train.num_steps
+    raise ValueError(
+      f"the code flow in {flow_dir} stopped at step {step} of {total}: rerun the DGN run"
+    )
   return np.asarray(den.sample(state, key, num_samples), np.float32)

@@ -36,7 +36,7 @@ from jgen.viz import imgrid
 
 METRIC_NAMES = ("loss", "batch_psnr")
 PROJECTIONS = ("none", "sphere")
-HELD_OUT_START = 1500  # digits 1500..1796 are never trained on: inverse problems use them
+HELD_OUT_START = digits.HELD_OUT_START
 
 
 @flax.struct.dataclass
@@ -75,6 +75,11 @@ class Dgn(TrainerDefaults):
   project: str
   image_shape: tuple
   exact_psnr: float
+  # The prior `sample` draws codes from (eval.sample_prior), its options, and for "flow" the
+  # workdir of the flow trained on the codes (eval.code_flow_dir).
+  sample_prior: str = "gaussian"
+  prior_options: tuple = ()
+  code_flow_dir: str = ""  # the finished code flow's workdir, for the "flow" prior
 
   # What the run loop reads besides the fields above (jgen/run/interface.py's Trainer).
   metric_names = METRIC_NAMES
@@ -123,6 +128,7 @@ class Dgn(TrainerDefaults):
       project=project,
       image_shape=tuple(image_shape),
       exact_psnr=config.eval.exact_psnr,
+      **_sampling_fields(config),
     )
 
   def decode(self, g_params, z_NxZ):
@@ -151,9 +157,22 @@ class Dgn(TrainerDefaults):
     return (np.asarray(data), recon), row
 
   def sample(self, state: "TrainState", key: jax.Array, num_samples: int) -> np.ndarray:
-    """G(z), z drawn (from key's EVAL stream) from a Gaussian fitted to the learned codes
-    (jgen/run/interface.py); final_extras also draws from a fitted mixture."""
-    return np.asarray(sample_fitted_gaussian(self, state.g_params, state.latents, key, num_samples))
+    """G(z), z drawn from eval.sample_prior over the learned codes (jgen/run/interface.py): a
+    Gaussian fitted to them (from key's EVAL stream; the default), another code prior (its
+    seed drawn from key), or the flow trained on the codes (eval.code_flow_dir)."""
+    if self.sample_prior == "gaussian":
+      latents = state.latents
+      return np.asarray(sample_fitted_gaussian(self, state.g_params, latents, key, num_samples))
+    if self.sample_prior == "flow":
+      codes = code_flow.sample_trained(self.code_flow_dir, key, num_samples)
+    else:
+      seed = int(jax.random.randint(rng.stream_key(key, rng.Stream.EVAL), (), 0, 2**31 - 1))
+      options = dict(self.prior_options)
+      codes = code_priors.sample_codes(
+        self.sample_prior, np.asarray(state.latents), num_samples, seed, **options
+      )
+    codes = self.constrain(jnp.asarray(codes, jnp.float32))
+    return np.asarray(reconstruct(self, state.g_params, codes))
 
   def picture(self, path: str, samples, title: str, row: dict | None) -> None:
     data, recon = samples
@@ -314,9 +333,7 @@ def final_extras(dgn: Dgn, state: TrainState, root, data, work_dir: str, config)
     # What real digits the generator never saw score: the reference for memorization.
     extras["held_out_memorization_rate"] = memorization.memorization_rate(held_out, data)["rate"]
   for kind in _priors(config):
-    options = {"components": config.eval.gmm_components} if kind == "gmm" else {}
-    if kind == "knn":
-      options = {"k": min(config.eval.get("knn_k", 5), n - 1)}
+    options = _prior_options(kind, config, n)
     if kind == "flow":
       codes = code_flow.sample_codes(
         config.code_flow, latents, work_dir, config, config.eval.num_samples
@@ -336,6 +353,30 @@ def final_extras(dgn: Dgn, state: TrainState, root, data, work_dir: str, config)
     for key, value in metrics.items():
       extras[f"{kind}_{key}"] = value
   return extras
+
+
+def _prior_options(kind: str, config, num_codes: int) -> dict:
+  if kind == "gmm":
+    return {"components": config.eval.gmm_components}
+  if kind == "knn":
+    return {"k": min(config.eval.get("knn_k", 5), num_codes - 1)}
+  return {}
+
+
+def _sampling_fields(config) -> dict:
+  """The Dgn fields of its `sample` call, from eval.sample_prior and eval.code_flow_dir."""
+  kind = config.eval.get("sample_prior", "gaussian")
+  registry.choose("eval.sample_prior", kind, {**code_priors.CODE_PRIORS, "flow": None})
+  fields = {"sample_prior": kind}
+  fields["prior_options"] = tuple(_prior_options(kind, config, config.data.num_train).items())
+  if kind == "flow":
+    if not config.eval.get("code_flow_dir"):
+      raise ValueError(
+        "eval.sample_prior=flow samples the flow trained on the codes: set eval.code_flow_dir "
+        "to a finished DGN run's WORKDIR/code_flow (configs/dgn.py:priors=...,flow trains it)"
+      )
+    fields["code_flow_dir"] = config.eval.code_flow_dir
+  return fields
 
 
 def _priors(config) -> list[str]:
