@@ -183,8 +183,8 @@ def test_studies_are_chosen_by_the_config_name():
   # A config without study_kind is the sampling-order study.
   assert studies.study_name({}) == "sampling_order"
   valid = (
-    "dgn_capacity, inverse_comparison, optimizer_sensitivity, pacgan_table1, recovery, "
-    "sampling_order, sampling_order_trend"
+    "dgn_capacity, generator_table, inverse_comparison, optimizer_sensitivity, pacgan_table1, "
+    "recovery, sampling_order, sampling_order_trend"
   )
   with pytest.raises(registry.UnknownNameError, match=valid):
     studies.get_study("zdim")

@@ -6,7 +6,8 @@ training images, so that every family is trained on the same data and scored aga
 held-out digits:
 
 - `training_set` is the first `num_train` digits, each once (no random draw: the key is not
-  read), float32 [num_train, 8, 8, 1] on the device; `gather` picks a batch by index.
+  read), float32 [num_train, 8, 8, 1] on the device, as the DGN holds them; `gather` picks a
+  batch by index.
 - `reference_images(num)` are the held-out digits (297 of them; fewer than `num` when `num`
   is larger): the classifier-feature Frechet distance and precision/recall compare samples
   with digits no generator saw, so a generator that replays its training set does not win.
@@ -39,17 +40,17 @@ class SingleDigits:
   def num_modes(self) -> int:
     return digits.NUM_CLASSES
 
-  def training_set(self, key: jax.Array, num_train: int) -> dict:
+  def training_set(self, key: jax.Array, num_train: int) -> jax.Array:
     del key  # the first num_train digits: the same set for every seed and every family
     if not 1 <= num_train <= digits.HELD_OUT_START:
       raise ValueError(
         f"data.num_train must be in [1, {digits.HELD_OUT_START}] for {self.name} (digits from "
         f"{digits.HELD_OUT_START} on are held out), got {num_train}"
       )
-    return {"images": jnp.asarray(self.images_NxHxWx1[:num_train])}
+    return jnp.asarray(self.images_NxHxWx1[:num_train])
 
-  def gather(self, data: dict, indices_B: jax.Array) -> jax.Array:
-    return data["images"][indices_B]
+  def gather(self, images_NxHxWx1: jax.Array, indices_B: jax.Array) -> jax.Array:
+    return images_NxHxWx1[indices_B]
 
   def training_images(self, num_train: int) -> np.ndarray:
     return np.asarray(self.images_NxHxWx1[:num_train])
