@@ -25,10 +25,10 @@ from configs import dgn, flow_digits, stacked_digits_gan, stacked_digits_setd
 from jgen.core import config as config_lib
 
 FAMILIES = {
+  "dgn": lambda: dgn.get_config("priors=gaussian;gmm;knn;slerp;flow"),
   "per_sample_gan": stacked_digits_gan.get_config,
   "set_gan": stacked_digits_setd.get_config,
   "flow_matching": flow_digits.get_config,
-  "dgn": lambda: dgn.get_config("priors=gaussian;gmm;knn;slerp;flow"),
 }
 
 
@@ -65,5 +65,8 @@ def get_config(arg=None):
       c.bases[name].model.discriminator.feature_dim = 16
     c.bases.flow_matching.model.width = 8
     c.bases.flow_matching.sampling.num_steps = 2
+    c.bases.dgn.model.architecture = "mlp"
+    c.bases.dgn.code_flow.model.width = 16
+    c.bases.dgn.code_flow.sampling.num_steps = 4
   c.lock()
   return c

@@ -104,7 +104,7 @@ BAD_SETTINGS = [
   ("--config.train.nope=1", "the config has no key 'nope'"),
   ("--config.model.discriminator.name=transformer", "valid choices: attention, deepsets"),
   ("--config.loss.name=wasserstein", "valid choices: hinge, minimax, non_saturating, wgan_gp"),
-  ("--config.data.name=ring9", "valid choices: celeb_a, cifar10, codes, grid25, mnist, ring8"),
+  ("--config.data.name=ring9", "valid choices: celeb_a, cifar10, codes, digits, grid25, mnist"),
   ("--config.sampler.kind=stream", "valid choices: epoch_shuffle, explicit, full_batch"),
   ("--config.sampler.streak_length=0", "streak_length"),
   ("--config.model.set_size=3", "sets of model.set_size=3"),
