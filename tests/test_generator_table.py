@@ -92,3 +92,19 @@ def test_the_toy_table_trains_each_family_once_and_scores_every_prior(tmp_path):
   again = generator_table.run_study(config, str(tmp_path))
   assert {p: os.path.getmtime(p) for p in stamps} == stamps
   assert json.loads(json.dumps(again["rows"])) == json.loads(json.dumps(result["rows"]))
+
+
+def test_a_dgn_on_stacked_digits_reconstructs_the_gans_training_set():
+  from configs import stacked_digits_gan
+  from jgen.trainers import gan as gan_trainer
+
+  gan_config = stacked_digits_gan.get_config("runlocal")
+  gan, _, triples = gan_trainer.build(gan_config)
+  expected = np.asarray(gan.data.gather(triples, np.arange(gan_config.data.num_train)))
+  config = _tiny_dgn(**{"data.name": "stacked_digits", "seed": gan_config.seed})
+  config.data.num_train = gan_config.data.num_train
+  np.testing.assert_array_equal(dgn_trainer.training_images(config), expected)
+  dgn, _, images = dgn_trainer.build(config)
+  assert dgn.image_shape == (8, 8, 3) and images.shape == (4096, 8, 8, 3)
+  with pytest.raises(ValueError, match="valid choices: digits, stacked_digits"):
+    dgn_trainer.training_images(_tiny_dgn(**{"data.name": "mnist"}))
