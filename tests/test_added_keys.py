@@ -84,3 +84,17 @@ def test_the_optional_keys_are_declared_on_the_base_gan_config(override):
   for part in key.split("."):
     node = node[part]
   assert str(node) == value
+
+
+def test_a_study_record_whose_nested_run_configs_lack_added_keys_resumes():
+  """A study config nests run configs (configs/compare_inverse.py: prior, denoise_prior): a key
+  added to a run config is added under each, and counts there as it does in a run's record."""
+  from configs import compare_inverse
+
+  config = compare_inverse.get_config()
+  old = recorded_without(config, "prior.eval.priors", "denoise_prior.objective.num_levels")
+  assert workdir.config_differences(old, config.to_dict()) == []
+  config_lib.apply_override(config, "prior.eval.priors=gaussian")
+  assert workdir.config_differences(old, config.to_dict()) == [
+    "prior.eval.priors: 'gaussian,gmm' -> 'gaussian'"
+  ]

@@ -90,12 +90,15 @@ POPULATION_ONLY = ("population.devices",)
 
 def comparable(old_flat: dict, new_flat: dict) -> tuple[dict, dict]:
   """Two flattened configs as a resume compares them: a key added since `old` was recorded
-  counts as the value that does what `old`'s run did, and population-only keys do not count
-  for a single run."""
+  counts as the value that does what `old`'s run did (also inside a study config's nested run
+  configs), and population-only keys do not count for a single run."""
   old_flat, new_flat = dict(old_flat), dict(new_flat)
-  for key, value in ADDED_KEYS.items():
-    if key in new_flat:
-      old_flat.setdefault(key, value)
+  for key in set(new_flat) - set(old_flat):
+    # A run config's key, or the same key of a run config a study's config nests ("base.",
+    # "prior.", "bases.dgn.").
+    added = [name for name in ADDED_KEYS if key == name or key.endswith(f".{name}")]
+    if added:
+      old_flat[key] = ADDED_KEYS[added[0]]
   if old_flat.get("population.size") == new_flat.get("population.size") == 1:
     for key in POPULATION_ONLY:
       old_flat.pop(key, None)
