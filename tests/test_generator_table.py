@@ -85,6 +85,8 @@ def test_the_toy_table_trains_each_family_once_and_scores_every_prior(tmp_path):
   assert result["reference"]["training digits replayed"]["memorization_rate"] == 1.0
   cell = tmp_path / "cells" / "dgn-s1"
   assert (cell / "samples_dgn_flow.png").exists() and (cell / "code_flow").is_dir()
+  assert (tmp_path / "samples.png").exists()
+  assert np.load(cell / "samples_dgn_flow.npy").shape == (16, 8, 8, 1)
   report = (tmp_path / "report.md").read_text()
   assert "| dgn_flow |" in report and "| *held-out digits* |" in report
   # A rerun reads every finished cell's outcome and trains nothing.

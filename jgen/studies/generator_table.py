@@ -7,8 +7,8 @@ A cell is one family at one seed: an ordinary run under W/cells/<family>-s<seed>
 cell is never rerun; an interrupted one resumes). After training, each of the cell's generators
 draws `study.num_samples` samples through the trainer's `sample(state, key, n)` (the DGN once
 per code prior, with eval.sample_prior set) and `score` turns them into one row. The report
-(W/report.md, report.json, one picture grid per row) gives per row the mean over seeds with a
-95% t-interval, the seeds, the steps and the wall time of training; two reference rows score
+(W/report.md, report.json, samples.png: a row of samples per generator) gives per row the
+mean over seeds with a 95% t-interval, the seeds, the steps and the wall time of training; two reference rows score
 real digits the same way: the training digits replayed (what a generator that copies its
 training set gets) and the held-out digits themselves.
 """
@@ -234,21 +234,49 @@ def report_markdown(result: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
+def row_samples(config, work_dir: str, cell: dict, name: str, count: int = 16) -> np.ndarray:
+  """`count` samples of row `name` from the finished cell's checkpoint, kept beside it in
+  samples_<name>.npy so that the report draws them once."""
+  cell_dir = os.path.join(work_dir, "cells", cell["name"])
+  path = os.path.join(cell_dir, f"samples_{name}.npy")
+  if not os.path.exists(path):
+    overrides = dict(generators(cell, config))[name]
+    samples = _sample(cell_config(config, cell), cell_dir, overrides, count)
+    np.save(path, np.clip(samples, 0.0, 1.0).astype(np.float32))
+  return np.load(path)
+
+
+def samples_picture(path: str, config, work_dir: str, finished) -> None:
+  """One row of samples per generator (its first seed), the reference digits last."""
+  firsts = {}
+  for cell, outcome in finished:
+    for name in outcome["rows"]:
+      firsts.setdefault(name, cell)
+  names = list(firsts)
+  rows = [list(row_samples(config, work_dir, firsts[name], name)) for name in names]
+  data = digits_dataset().source
+  rows += [list(data.training_images(16)), list(data.reference_images(16))]
+  names += ["training digits", "held-out digits"]
+  imgrid.save_grid(path, rows, names, "16 samples per generator (its first seed)")
+
+
+def write_report(config, work_dir: str, finished) -> dict:
+  result = report(config, finished)
+  runner.save_report(work_dir, result, report_markdown(result), REPORT_FILE)
+  samples_picture(os.path.join(work_dir, "samples.png"), config, work_dir, finished)
+  return result
+
+
 def run_study(config, work_dir: str) -> dict:
   grid = cells(config)
   configs = [cell_config(config, cell) for cell in grid]
-
-  def write_report(finished):
-    result = report(config, finished)
-    runner.save_report(work_dir, result, report_markdown(result), REPORT_FILE)
-    return result
 
   return runner.run_cells(
     work_dir,
     grid,
     configs,
     lambda cell, run_config, cell_dir: train_cell(config, cell, run_config, cell_dir),
-    write_report,
+    lambda finished: write_report(config, work_dir, finished),
     "Generator table",
     study_config=config,
     resumable=RESUMABLE_CHANGES,
