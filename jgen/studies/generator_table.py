@@ -8,9 +8,9 @@ cell is never rerun; an interrupted one resumes). After training, each of the ce
 draws `study.num_samples` samples through the trainer's `sample(state, key, n)` (the DGN once
 per code prior, with eval.sample_prior set) and `score` turns them into one row. The report
 (W/report.md, report.json, samples.png: a row of samples per generator) gives per row the
-mean over seeds with a 95% t-interval, the seeds, the steps and the wall time of training; two reference rows score
-real digits the same way: the training digits replayed (what a generator that copies its
-training set gets) and the held-out digits themselves.
+mean over seeds with a 95% t-interval, the seeds, the steps and the wall time of training; two
+reference rows score real digits the same way: the training digits replayed (what a generator
+that copies its training set gets) and the held-out digits themselves.
 """
 
 import math
