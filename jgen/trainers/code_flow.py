@@ -57,17 +57,13 @@ def sample_codes(
   config = config_for(flow_base, path, len(codes), dgn_config)
   flow_dir = os.path.join(work_dir, "code_flow")
   denoise.train_and_evaluate(config, flow_dir)
-  den, root, _ = denoise.build(config)
-  state, _, _ = checkpoints.restore_newest_intact(
-    flow_dir, config.train.keep_checkpoints, den.init_state(root)
-  )
-  key = jax.random.fold_in(rng.stream_key(root, rng.Stream.EVAL), 1)  # apart from evaluation
-  return np.asarray(den.sample(state, key, num_samples), np.float32)
+  return sample_trained(flow_dir, None, num_samples)
 
 
-def sample_trained(flow_dir: str, key: jax.Array, num_samples: int) -> np.ndarray:
+def sample_trained(flow_dir: str, key: jax.Array | None, num_samples: int) -> np.ndarray:
   """`num_samples` codes from the finished code flow in `flow_dir` (its newest intact
-  checkpoint, under the config it was trained with), drawn with `key`."""
+  checkpoint, under the config it was trained with), drawn with `key`; None: the flow's own
+  sampling key, a stream apart from its evaluation's."""
   stored = workdir.read_config(flow_dir)
   if stored is None:
     raise ValueError(
@@ -84,4 +80,6 @@ def sample_trained(flow_dir: str, key: jax.Array, num_samples: int) -> np.ndarra
     raise ValueError(
       f"the code flow in {flow_dir} stopped at step {step} of {total}: rerun the DGN run"
     )
+  if key is None:
+    key = jax.random.fold_in(rng.stream_key(root, rng.Stream.EVAL), 1)
   return np.asarray(den.sample(state, key, num_samples), np.float32)
