@@ -3,6 +3,7 @@ prior over its codes) against the per-sample GAN, the set-D GAN and flow matchin
 training digits, scored against the 297 held-out digits (jgen/studies/generator_table.py).
 
   python -m jgen.study --config=configs/study_generators.py --workdir=runs/generators
+  python -m jgen.study --config=configs/study_generators.py:stacked --workdir=runs/generators_sd
   python -m jgen.study --config=configs/study_generators.py:runlocal --workdir=runs/gen_tiny
 
 Every family trains on the same images (data.name=digits: digits 0..1499; 1500..1796 held out)
@@ -16,7 +17,16 @@ stacked_digits_setd.py, flow_digits.py, dgn.py); the DGN's G is the MLP G of wid
 `study.dgn_width` and z `study.dgn_z_dim` (the capacity study's N = 1,500 block measures which G
 restores all 1,500; the table reports the fraction this one restored).
 
-Switches: runlocal (a smoke grid: 64 digits, a few hundred steps; its numbers test the code).
+Stacked digits (`:stacked`, 1,000 modes): every family trains on its seed's 128,000 triples
+for the stacked-digit configs' budget, 10,000 steps at batch 64 (5 passes), and every row is
+scored on the protocol's 26,000 samples against fresh triples (modes of 1,000, reverse KL, the
+classifier-feature metrics), the memorization rate on the first 2,000 against the cell's
+128,000 training triples. The DGN is the same G as on single digits; at 5 visits per image it
+cannot restore its codes (docs/reconstruct.md): the rows measure what reconstruct-first buys
+at equal cost.
+
+Switches: stacked (the stacked-digit table), runlocal (a smoke grid: 64 images, a few hundred
+steps; its numbers test the code).
 """
 
 import ml_collections
@@ -33,11 +43,12 @@ FAMILIES = {
 
 
 def get_config(arg=None):
-  arg = config_lib.parse_arg(arg, runlocal=False)
+  arg = config_lib.parse_arg(arg, stacked=False, runlocal=False)
   c = ml_collections.ConfigDict()
   c.study_kind = "generator_table"  # the study, by name (jgen/studies/__init__.py)
   c.bases = ml_collections.ConfigDict({name: make() for name, make in FAMILIES.items()})
   c.study = ml_collections.ConfigDict()
+  c.study.data = "stacked_digits" if arg.stacked else "digits"  # digits | stacked_digits
   c.study.families = ",".join(FAMILIES)
   c.study.priors = "gaussian,gmm,knn,slerp,flow"  # the DGN's rows, one per code prior
   c.study.seeds = "1,2,3"
@@ -45,12 +56,17 @@ def get_config(arg=None):
   c.study.epochs = 1000
   c.study.batch_size = 64
   c.study.num_samples = 2000  # samples each row is scored on
+  c.study.memorization_samples = 2000  # of those, the first ones checked for copies
   c.study.dgn_width = 512
   c.study.dgn_z_dim = 32
   c.study.code_flow_steps = 5000
   # The table's scoring settings (k-NN sizes, KID subsets, birthday test): the image configs'.
   c.eval = ml_collections.ConfigDict(stacked_digits_gan.get_config().eval.to_dict())
   c.eval.feature_metrics = True
+  if arg.stacked:
+    c.study.num_train = 128_000  # the stacked-digit configs' triples (VEEGAN / PacGAN)
+    c.study.epochs = 5  # 10,000 steps at batch 64: the stacked-digit configs' budget
+    c.study.num_samples = 26_000  # the protocol's, for modes of 1,000
   if arg.runlocal:
     c.study.seeds = "1,2"
     c.study.num_train = 64

@@ -170,6 +170,18 @@ def test_duplicate_training_images_use_the_nearest_distinct_image():
   assert result["rate"] == pytest.approx(2 / 3)
 
 
+def test_one_spacing_scores_many_sample_sets_as_separate_calls_do():
+  rng = np.random.default_rng(1)
+  train = rng.random((60, 4, 4, 1))
+  spacing = memorization.TrainingSpacing(train)
+  for samples in (train[:7] + 1e-3, rng.random((30, 4, 4, 1)), train[[5, 5, 9]]):
+    shared = spacing.rate(samples, return_ratios=True)
+    alone = memorization.memorization_rate(samples, train, return_ratios=True)
+    np.testing.assert_array_equal(shared["ratios"], alone["ratios"])
+  with pytest.raises(ValueError, match=r"samples have 32 values per image.*train_images have 16"):
+    spacing.rate(rng.random((3, 4, 4, 2)))
+
+
 def test_memorization_is_the_same_in_blocks_as_in_one_piece(monkeypatch):
   rng = np.random.default_rng(0)
   train, samples = rng.random((40, 3, 2)), rng.random((90, 3, 2))

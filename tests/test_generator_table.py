@@ -12,6 +12,7 @@ from configs import dgn as dgn_config
 from configs import study_generators
 from jgen.data import digits, single_digits
 from jgen.datasets import get_dataset
+from jgen.datasets import images as image_datasets
 from jgen.run import loop
 from jgen.studies import generator_table
 from jgen.trainers import dgn as dgn_trainer
@@ -61,12 +62,28 @@ def test_the_dgn_samples_through_the_prior_its_config_names():
 
 def test_the_score_counts_replayed_training_digits_as_copies_and_held_out_ones_not():
   config = study_generators.get_config("runlocal")
-  data = generator_table.digits_dataset()
+  data = generator_table.dataset("digits")
   train = data.source.training_images(64)
-  copies = generator_table.score(train[np.arange(200) % 64], train, data, config.eval)
-  fresh = generator_table.score(data.source.reference_images(200), train, data, config.eval)
+  spacing = generator_table.training_spacing("digits", 64, 1)
+  copies = generator_table.score(train[np.arange(200) % 64], spacing, data, config.eval, 200)
+  fresh = generator_table.score(data.source.reference_images(200), spacing, data, config.eval, 200)
   assert copies["memorization_rate"] == 1.0 and fresh["memorization_rate"] < 0.2
   assert set(copies) == {key for key, _, _ in generator_table.COLUMNS}
+  # Only the first memorization_samples are checked: 50 copies, then 150 held-out digits.
+  mixed = np.concatenate([train[:50], data.source.reference_images(150)])
+  assert generator_table.score(mixed, spacing, data, config.eval, 50)["memorization_rate"] == 1.0
+
+
+def test_one_spacing_per_training_set_each_seeds_own_for_stacked_digits():
+  single = generator_table.training_spacing("digits", 64, 1)
+  assert generator_table.training_spacing("digits", 64, 2) is single  # one set for every seed
+  triples = {seed: generator_table.training_spacing("stacked_digits", 300, seed) for seed in (1, 2)}
+  assert generator_table.training_spacing("stacked_digits", 300, 1) is triples[1]
+  for seed, spacing in triples.items():
+    train = image_datasets.training_images("stacked_digits", 300, seed)
+    np.testing.assert_array_equal(np.unique(train.reshape(300, -1), axis=0), spacing.distinct)
+    assert spacing.rate(train)["rate"] == 1.0
+  assert not np.array_equal(triples[1].distinct, triples[2].distinct)
 
 
 def test_the_toy_table_trains_each_family_once_and_scores_every_prior(tmp_path):
@@ -94,6 +111,23 @@ def test_the_toy_table_trains_each_family_once_and_scores_every_prior(tmp_path):
   again = generator_table.run_study(config, str(tmp_path))
   assert {p: os.path.getmtime(p) for p in stamps} == stamps
   assert json.loads(json.dumps(again["rows"])) == json.loads(json.dumps(result["rows"]))
+
+
+def test_the_stacked_table_scores_against_fresh_triples_and_each_seeds_training_set():
+  config = study_generators.get_config("stacked,runlocal")
+  cell = generator_table.cells(config)[0]
+  assert generator_table.cell_config(config, cell).data.name == "stacked_digits"
+  result = generator_table.report(config, [])  # the reference rows, before any cell
+  assert result["num_modes"] == 1000 and result["data"] == "stacked_digits"
+  reference = result["reference"]
+  assert reference["training triples replayed"]["memorization_rate"] == 1.0
+  assert reference["fresh triples"]["memorization_rate"] < 0.2
+  name, fresh = generator_table.unseen_images(config, 50)
+  train = image_datasets.training_images("stacked_digits", config.study.num_train, 1)
+  assert name == "fresh triples" and not (fresh[:, None] == train[None]).all(axis=(2, 3, 4)).any()
+  report = generator_table.report_markdown(result)
+  assert "stacked digits, 1,000 modes" in report and "modes of 1000" in report
+  assert "| *fresh triples* |" in report
 
 
 def test_a_dgn_on_stacked_digits_reconstructs_the_gans_training_set():

@@ -11,8 +11,10 @@ import dataclasses
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from jgen.core import rng
 from jgen.data import reference, single_digits, stacked, tfds_source
 from jgen.evals import diversity, images
 from jgen.viz import imgrid, plots
@@ -142,3 +144,19 @@ def image_dataset(name: str, data_config) -> ImageDataset:
   if name == "digits":
     return ImageDataset(single_digits.single_digits())
   return ImageDataset(tfds_source.load(name, data_config))
+
+
+def training_images(name: str, num_train: int, seed: int) -> np.ndarray:
+  """The images a run of `seed` trains on, on the host, float32 [num_train, 8, 8, C]: the first
+  `num_train` single digits (the same for every seed), or the seed's stacked-digit triples,
+  drawn from the TRAIN_SET stream of its root key as every trainer draws its training set."""
+  if name == "digits":
+    source = single_digits.single_digits()
+    key = None
+  elif name == "stacked_digits":
+    source = stacked.stacked_digits()
+    key = rng.stream_key(rng.root_key(seed), rng.Stream.TRAIN_SET)
+  else:
+    raise ValueError(f"unknown data.name {name!r}; valid choices: digits, stacked_digits")
+  train_set = source.training_set(key, num_train)
+  return np.asarray(jax.device_get(source.gather(train_set, jnp.arange(num_train))))

@@ -70,6 +70,43 @@ def _nearest(queries: np.ndarray, references: np.ndarray, exclude_self: bool):
   return index, distance
 
 
+class TrainingSpacing:
+  """A training set's distinct images and each one's distance to its nearest other distinct
+  image, computed once: scoring many sample sets against one large training set (128,000
+  stacked digits: minutes of float64 distances) pays for the spacing once, not per set."""
+
+  def __init__(self, train_images):
+    flat_train = _flatten(train_images, "train_images")
+    if len(flat_train) < 2:
+      raise ValueError(f"need at least 2 training images to measure spacing, got {len(flat_train)}")
+    self.image_shape = np.shape(train_images)[1:]
+    self.num_images = len(flat_train)
+    self.distinct = np.unique(flat_train, axis=0)
+    if len(self.distinct) < 2:
+      raise ValueError(
+        f"train_images has {len(flat_train)} images but they are all identical; need at least "
+        "2 distinct training images to measure spacing"
+      )
+    _, self.spacing = _nearest(self.distinct, self.distinct, exclude_self=True)
+
+  def rate(self, samples, threshold: float = 0.5, return_ratios: bool = False) -> dict:
+    """memorization_rate(samples, the training images, threshold, return_ratios)."""
+    if not (np.isfinite(threshold) and threshold > 0):
+      raise ValueError(f"threshold must be a positive finite number, got {threshold}")
+    flat_samples = _flatten(samples, "samples")
+    if flat_samples.shape[1] != self.distinct.shape[1]:
+      raise ValueError(
+        f"samples have {flat_samples.shape[1]} values per image (shape {np.shape(samples)[1:]}) "
+        f"but train_images have {self.distinct.shape[1]} (shape {self.image_shape})"
+      )
+    nearest_train, distance = _nearest(flat_samples, self.distinct, exclude_self=False)
+    ratios = distance / self.spacing[nearest_train]
+    result = {"rate": float(np.mean(ratios < threshold)), "median_ratio": float(np.median(ratios))}
+    if return_ratios:
+      result["ratios"] = ratios
+    return result
+
+
 def memorization_rate(
   samples, train_images, threshold: float = 0.5, return_ratios: bool = False
 ) -> dict:
@@ -94,27 +131,5 @@ def memorization_rate(
   """
   if not (np.isfinite(threshold) and threshold > 0):
     raise ValueError(f"threshold must be a positive finite number, got {threshold}")
-  flat_samples = _flatten(samples, "samples")
-  flat_train = _flatten(train_images, "train_images")
-  if len(flat_train) < 2:
-    raise ValueError(f"need at least 2 training images to measure spacing, got {len(flat_train)}")
-  if flat_samples.shape[1] != flat_train.shape[1]:
-    raise ValueError(
-      f"samples have {flat_samples.shape[1]} values per image (shape {np.shape(samples)[1:]}) "
-      f"but train_images have {flat_train.shape[1]} (shape {np.shape(train_images)[1:]})"
-    )
-  distinct = np.unique(flat_train, axis=0)
-  if len(distinct) < 2:
-    raise ValueError(
-      f"train_images has {len(flat_train)} images but they are all identical; need at least "
-      "2 distinct training images to measure spacing"
-    )
-
-  _, spacing = _nearest(distinct, distinct, exclude_self=True)
-  nearest_train, distance = _nearest(flat_samples, distinct, exclude_self=False)
-  ratios = distance / spacing[nearest_train]
-
-  result = {"rate": float(np.mean(ratios < threshold)), "median_ratio": float(np.median(ratios))}
-  if return_ratios:
-    result["ratios"] = ratios
-  return result
+  _flatten(samples, "samples")  # the samples' errors first, before minutes of spacing
+  return TrainingSpacing(train_images).rate(samples, threshold, return_ratios)

@@ -83,6 +83,8 @@ ADDED_KEYS = {
   "objective.num_levels": 16,
   "eval.sample_prior": "gaussian",
   "eval.code_flow_dir": "",
+  "study.data": "digits",
+  "study.memorization_samples": 2000,
 }
 # Keys that cannot change a single run's results (population.size 1).
 POPULATION_ONLY = ("population.devices",)

@@ -2,6 +2,7 @@ r"""Reconstruct-then-interpolate against the GANs and the flow: one table on the
 the same budget and one scoring function (configs/study_generators.py).
 
   python -m jgen.study --config=configs/study_generators.py --workdir=runs/generators
+  python -m jgen.study --config=configs/study_generators.py:stacked --workdir=runs/generators_sd
 
 A cell is one family at one seed: an ordinary run under W/cells/<family>-s<seed>/ (a finished
 cell is never rerun; an interrupted one resumes). After training, each of the cell's generators
@@ -9,17 +10,28 @@ draws `study.num_samples` samples through the trainer's `sample(state, key, n)` 
 per code prior, with eval.sample_prior set) and `score` turns them into one row. The report
 (W/report.md, report.json, samples.png: a row of samples per generator) gives per row the
 mean over seeds with a 95% t-interval, the seeds, the steps and the wall time of training; two
-reference rows score real digits the same way: the training digits replayed (what a generator
-that copies its training set gets) and the held-out digits themselves.
+reference rows score real images the same way: the training images replayed (what a generator
+that copies its training set gets) and real images no run trained on (single digits: the
+held-out digits themselves; stacked digits: fresh triples, what a perfect generator gets).
+
+`study.data` picks the data: `digits` (the first `study.num_train` single digits, the same for
+every seed) or `stacked_digits` (each seed's 128,000 triples, as the stacked-digit configs
+draw them). The memorization rate is measured on the first `study.memorization_samples`
+samples against the cell's own training images; the training set's spacing is computed once
+per training set (minutes for 128,000 triples) and shared by every row that trained on it.
 """
 
+import functools
 import math
 import os
 import time
 
+import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from jgen.core import registry
 from jgen.data import digits
 from jgen.datasets import images as image_datasets
 from jgen.evals import memorization
@@ -30,6 +42,13 @@ from jgen.viz import imgrid
 
 REPORT_FILE = "report.md"
 RESUMABLE_CHANGES = ("study.families", "study.priors", "study.seeds", "eval")
+DATA = ("digits", "stacked_digits")
+# A key no run and no evaluation reference draws from: the fresh stacked-digit triples that
+# score as "a perfect generator" (the evaluation's own reference is REFERENCE_SEED's EVAL fold).
+FRESH_TRIPLES_SEED = 7919
+# The DGN's own end-of-run sample metrics (nearest training image of every sample): bounded,
+# since the table scores its samples itself.
+DGN_OWN_METRIC_SAMPLES = 2000
 OUTCOME_KEYS = ("rows", "seconds", "steps")
 FAMILIES = ("per_sample_gan", "set_gan", "flow_matching", "dgn")
 COLUMNS = (  # (row key, header, digits)
@@ -38,7 +57,7 @@ COLUMNS = (  # (row key, header, digits)
   ("classifier_recall", "recall", 2),
   ("classifier_density", "density", 2),
   ("classifier_coverage", "coverage", 2),
-  ("modes", "modes of 10", 1),
+  ("modes", "modes", 1),
   ("reverse_kl", "reverse KL", 3),
   ("memorization_rate", "memorization rate", 3),
 )
@@ -59,7 +78,7 @@ def cells(config) -> list[dict]:
 
 
 def steps(config) -> int:
-  """The training steps of every family: study.epochs passes over the training digits."""
+  """The training steps of every family: study.epochs passes over the training images."""
   return math.ceil(config.study.epochs * config.study.num_train / config.study.batch_size)
 
 
@@ -68,7 +87,7 @@ def cell_config(config, cell: dict) -> ml_collections.ConfigDict:
   every = min(num_steps, 2500)
   settings = {
     "seed": cell["seed"],
-    "data.name": "digits",
+    "data.name": data_name(config),
     "data.num_train": config.study.num_train,
     "train.batch_size": config.study.batch_size,
     "train.num_steps": num_steps,
@@ -83,7 +102,9 @@ def cell_config(config, cell: dict) -> ml_collections.ConfigDict:
       "model.width": config.study.dgn_width,
       "model.z_dim": config.study.dgn_z_dim,
       "eval.priors": config.study.priors,
-      "eval.held_out_metrics": True,
+      # The held-out single digits are the reference of the DGN's own memorization rate.
+      "eval.held_out_metrics": data_name(config) == "digits",
+      "eval.num_samples": min(config.study.num_samples, DGN_OWN_METRIC_SAMPLES),
       "code_flow.train.num_steps": config.study.code_flow_steps,
     }
   else:
@@ -91,17 +112,43 @@ def cell_config(config, cell: dict) -> ml_collections.ConfigDict:
   return runner.cell_config(config.bases[cell["family"]], settings)
 
 
-def digits_dataset():
-  return image_datasets.image_dataset("digits", None)
+def data_name(config) -> str:
+  name = config.study.get("data", "digits")
+  return registry.choose("study.data", name, {choice: choice for choice in DATA})
 
 
-def score(samples, train_images, data, eval_config) -> dict:
-  """The table's one row for any generator's samples: the dataset's image metrics against the
-  held-out digits (jgen/data/single_digits.py) and the memorization rate against training."""
+@functools.lru_cache(maxsize=2)
+def dataset(name: str):
+  return image_datasets.image_dataset(name, None)
+
+
+def training_spacing(name: str, num_train: int, seed: int) -> memorization.TrainingSpacing:
+  """The spacing of the training set a run of `seed` trains on, computed once per set."""
+  seed = seed if name == "stacked_digits" else 0  # single digits: one set for every seed
+  return _spacing_of_set(name, num_train, seed)
+
+
+@functools.lru_cache(maxsize=4)  # one per training set: every row that trained on it shares it
+def _spacing_of_set(name: str, num_train: int, seed: int) -> memorization.TrainingSpacing:
+  return memorization.TrainingSpacing(image_datasets.training_images(name, num_train, seed))
+
+
+def cell_spacing(config, seed: int) -> memorization.TrainingSpacing:
+  return training_spacing(data_name(config), config.study.num_train, seed)
+
+
+def score(samples, spacing, data, eval_config, memorization_samples: int) -> dict:
+  """The table's one row for any generator's samples: the dataset's image metrics against its
+  real reference (held-out digits, or fresh triples) and the memorization rate of the first
+  `memorization_samples` samples against the training images (`spacing`)."""
   samples = np.clip(np.asarray(samples, np.float32), 0.0, 1.0)
   row = data.evaluate(samples, eval_config)
-  rate = memorization.memorization_rate(samples, train_images)
+  rate = spacing.rate(samples[:memorization_samples])
   return {key: row[key] for key, _, _ in COLUMNS[:-1]} | {"memorization_rate": rate["rate"]}
+
+
+def memorization_samples(config) -> int:
+  return config.study.get("memorization_samples", config.study.num_samples)
 
 
 def generators(cell: dict, config) -> list[tuple[str, dict]]:
@@ -128,12 +175,12 @@ def train_cell(config, cell: dict, run_config, cell_dir: str) -> dict:
   started = time.perf_counter()
   final = runner.train(run_config, cell_dir)
   seconds = time.perf_counter() - started
-  data = digits_dataset()
-  train_images = data.source.training_images(config.study.num_train)
+  data = dataset(data_name(config))
+  spacing = cell_spacing(config, cell["seed"])
   rows = {}
   for name, overrides in generators(cell, config):
     samples = _sample(run_config, cell_dir, overrides, config.study.num_samples)
-    rows[name] = score(samples, train_images, data, config.eval)
+    rows[name] = score(samples, spacing, data, config.eval, memorization_samples(config))
     imgrid.save_grid(
       os.path.join(cell_dir, f"samples_{name}.png"),
       [list(samples[r * 16 : (r + 1) * 16]) for r in range(min(4, len(samples) // 16))],
@@ -146,15 +193,32 @@ def train_cell(config, cell: dict, run_config, cell_dir: str) -> dict:
   return outcome
 
 
+def unseen_images(config, num: int) -> tuple[str, np.ndarray]:
+  """(name, images) of real images no run trained on: the held-out single digits (all 297,
+  whatever `num`), or `num` fresh stacked-digit triples."""
+  data = dataset(data_name(config))
+  if data_name(config) == "digits":
+    return "held-out digits", data.source.reference_images(digits.NUM_CLASSES * 1000)
+  fresh = data.source.training_set(jax.random.key(FRESH_TRIPLES_SEED), num)
+  return "fresh triples", np.asarray(data.source.gather(fresh, jnp.arange(num)))
+
+
 def reference_rows(config) -> dict:
-  """Real digits scored as a generator: training digits replayed, and the held-out digits."""
-  data = digits_dataset()
-  train_images = data.source.training_images(config.study.num_train)
+  """Real images scored as a generator: the first seed's training images replayed, and images
+  no run trained on."""
+  data = dataset(data_name(config))
+  first_seed = runner.axis(config, "study.seeds", number=int)[0]
+  spacing = cell_spacing(config, first_seed)
+  train_images = image_datasets.training_images(
+    data_name(config), config.study.num_train, first_seed
+  )
   picks = np.random.default_rng(0).integers(0, len(train_images), config.study.num_samples)
-  held_out = data.source.reference_images(digits.NUM_CLASSES * 1000)
+  unseen_name, unseen = unseen_images(config, config.study.num_samples)
+  kind = "digits" if data_name(config) == "digits" else "triples"
+  count = memorization_samples(config)
   return {
-    "training digits replayed": score(train_images[picks], train_images, data, config.eval),
-    "held-out digits": score(held_out, train_images, data, config.eval),
+    f"training {kind} replayed": score(train_images[picks], spacing, data, config.eval, count),
+    unseen_name: score(unseen, spacing, data, config.eval, count),
   }
 
 
@@ -190,10 +254,13 @@ def report(config, finished: list[tuple[dict, dict]]) -> dict:
       "runs": entry["runs"],
     }
   return {
+    "data": data_name(config),
+    "num_modes": dataset(data_name(config)).num_modes,
     "num_train": config.study.num_train,
     "epochs": config.study.epochs,
     "batch_size": config.study.batch_size,
     "num_samples": config.study.num_samples,
+    "memorization_samples": memorization_samples(config),
     "rows": rows,
     "reference": reference_rows(config),
   }
@@ -208,14 +275,29 @@ def _cell(summary: dict, digits_after: int) -> str:
 
 
 def report_markdown(result: dict) -> str:
-  headers = [header for _, header, _ in COLUMNS]
+  num_modes = result.get("num_modes", digits.NUM_CLASSES)
+  headers = [f"modes of {num_modes}" if key == "modes" else header for key, header, _ in COLUMNS]
+  if result.get("data", "digits") == "digits":
+    title = "single digits"
+    data_text = (
+      f"the first {result['num_train']} digits for {result['epochs']} passes at batch "
+      f"{result['batch_size']}; every row is scored on {result['num_samples']} samples against "
+      "the held-out digits 1500..1796"
+    )
+  else:
+    title = "stacked digits, 1,000 modes"
+    data_text = (
+      f"its seed's {result['num_train']:,} stacked-digit triples for {result['epochs']} passes "
+      f"at batch {result['batch_size']} (the stacked-digit configs' budget); every row is scored "
+      f"on {result['num_samples']:,} samples against fresh triples (the evaluation's reference), "
+      f"the memorization rate on the first {result.get('memorization_samples')} against the "
+      "cell's training triples"
+    )
   lines = [
-    "# Reconstruct-then-interpolate against the GANs and the flow (single digits)",
+    f"# Reconstruct-then-interpolate against the GANs and the flow ({title})",
     "",
-    f"Every family trains on the first {result['num_train']} digits for {result['epochs']} "
-    f"passes at batch {result['batch_size']}; every row is scored on "
-    f"{result['num_samples']} samples against the held-out digits 1500..1796. Mean ± 95% "
-    "t-interval over seeds; wall time is training on the machine that ran the study.",
+    f"Every family trains on {data_text}. Mean ± 95% t-interval over seeds; wall time is "
+    "training on the machine that ran the study.",
     "",
     "| generator | " + " | ".join(headers) + " | seeds | steps | train s |",
     "|---" * (len(headers) + 4) + "|",
@@ -257,9 +339,13 @@ def samples_picture(path: str, config, work_dir: str, finished) -> None:
       firsts.setdefault(name, cell)
   names = list(firsts)
   rows = [list(row_samples(config, work_dir, firsts[name], name)) for name in names]
-  data = digits_dataset().source
-  rows += [list(data.training_images(16)), list(data.reference_images(16))]
-  names += ["training digits", "held-out digits"]
+  first_seed = runner.axis(config, "study.seeds", number=int)[0]
+  train_images = image_datasets.training_images(
+    data_name(config), config.study.num_train, first_seed
+  )[:16]
+  unseen_name, unseen = unseen_images(config, 16)
+  rows += [list(train_images), list(unseen[:16])]
+  names += ["training images", unseen_name]
   imgrid.save_grid(path, rows, names, "16 samples per generator (its first seed)")
 
 

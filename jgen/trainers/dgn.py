@@ -24,7 +24,8 @@ import numpy as np
 import optax
 
 from jgen.core import optimizers, registry, rng
-from jgen.data import digits, samplers, stacked
+from jgen.data import digits, samplers
+from jgen.datasets import images as image_datasets
 from jgen.evals import code_priors, fidelity, memorization
 from jgen.evals import latents as latents_eval
 from jgen.losses import reconstruction
@@ -52,20 +53,12 @@ def training_images(config: ml_collections.ConfigDict) -> np.ndarray:
   """The first `data.num_train` of scikit-learn's digits (a fixed, documented subset), or for
   stacked_digits the seed's training set of the GAN and flow configs (the same triples)."""
   n = config.data.num_train
-  if config.data.name == "stacked_digits":
-    source = stacked.stacked_digits()
-    key = rng.stream_key(rng.root_key(config.seed), rng.Stream.TRAIN_SET)
-    return np.asarray(source.gather(source.training_set(key, n), jnp.arange(n)))
-  if config.data.name != "digits":
-    raise ValueError(
-      f"unknown data.name {config.data.name!r}; valid choices: digits, stacked_digits"
-    )
-  if not 1 <= n <= HELD_OUT_START:
+  if config.data.name == "digits" and not 1 <= n <= HELD_OUT_START:
     raise ValueError(
       f"data.num_train must be in [1, {HELD_OUT_START}] (digits from {HELD_OUT_START} on are "
       f"held out for inverse problems), got {n}"
     )
-  return np.asarray(digits.load_digits()[0][:n])
+  return image_datasets.training_images(config.data.name, n, config.seed)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: a static jit argument
