@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny GAN config that trains in seconds on a CPU; JAX's persistent
 compilation cache for the whole suite."""
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -170,6 +171,45 @@ def pytest_sessionfinish(session):
     return  # an xdist worker: the controller sees every report and records them
   if _seconds_this_run and getattr(config, "cache", None) is not None and _is_whole_suite(config):
     config.cache.set(FILE_SECONDS, _seconds_this_run)
+
+
+# What a picture holds where pictures_unrendered() is in force: a PNG signature, then a note.
+UNRENDERED_PNG = b"\x89PNG\r\n\x1a\n not rendered (tests/conftest.py pictures_unrendered)"
+
+
+@contextlib.contextmanager
+def pictures_unrendered():
+  """Runs write each picture as they do (atomically, through plots.write_picture, where a full
+  disk or a read-only folder meets it), but its bytes are UNRENDERED_PNG, not a rendered PNG:
+  rendering (matplotlib's savefig, about 0.9 CPU seconds a picture on 2 cores) is most of a tiny
+  run's time after its compilations, and results (digests, rows, errors) never depend on it.
+  For the tests that look at no picture; tests/test_plots.py and those that do render theirs
+  (pictures_rendered inside this). Commands run in subprocesses render theirs."""
+  from jgen.viz import plots
+
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(plots, "save_figure", _unrendered(plots.save_figure))
+    yield
+
+
+def _unrendered(save_figure):
+  def write_unrendered(figure, path, dpi=None):
+    from jgen.viz import plots
+
+    plots.write_picture(path, UNRENDERED_PNG)
+
+  write_unrendered.rendered = getattr(save_figure, "rendered", save_figure)
+  return write_unrendered
+
+
+@contextlib.contextmanager
+def pictures_rendered():
+  """Inside pictures_unrendered: pictures rendered again, for a run whose pictures a test reads."""
+  from jgen.viz import plots
+
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(plots, "save_figure", getattr(plots.save_figure, "rendered", plots.save_figure))
+    yield
 
 
 @pytest.fixture

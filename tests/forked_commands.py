@@ -20,10 +20,14 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 _DRIVER = """
 import importlib, json, os, runpy, sys, tempfile
-commands = json.load(sys.stdin)
+commands, preload = json.load(sys.stdin)
 for module in sorted({argv[0] for argv in commands}):
   importlib.import_module(module)  # and all it imports; each child runs the module itself
   del sys.modules[module]
+for module in preload:  # what the commands import later (a trainer): imported once, here
+  importlib.import_module(module)
+from jax._src import xla_bridge
+assert not xla_bridge._backends, f"importing {preload} started JAX's backend: no fork after it"
 results = []
 for argv in commands:
   with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -44,12 +48,18 @@ json.dump(results, sys.stdout)
 """
 
 
-def run(commands: list[list[str]], env: dict | None = None) -> list[subprocess.CompletedProcess]:
+def run(
+  commands: list[list[str]], env: dict | None = None, preload: tuple[str, ...] = ()
+) -> list[subprocess.CompletedProcess]:
   """Each command is what follows `python -m` (["jgen.main", "--config=..."]); returns each
-  one's exit code, stdout and stderr, in order. `env` is added to this process's environment."""
+  one's exit code, stdout and stderr, in order. `env` is added to this process's environment.
+  `preload`: modules the commands import as they run (jgen.main imports its trainer once it has
+  read the config), imported in the parent too, so that each child does not import them again
+  (about a CPU second each); for commands whose import-time output no test reads. The driver
+  checks that none of them starts JAX's backend (a fork after that is unsafe)."""
   result = subprocess.run(
     [sys.executable, "-c", _DRIVER],
-    input=json.dumps(commands),
+    input=json.dumps([commands, list(preload)]),
     cwd=ROOT,
     env={**os.environ, **(env or {})},
     capture_output=True,

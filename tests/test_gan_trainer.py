@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_config
+from conftest import UNRENDERED_PNG, pictures_rendered, pictures_unrendered, tiny_config
 
 from jgen.core import jsonl, rng
 from jgen.run import loop, workdir
@@ -24,11 +24,20 @@ def _digests(work_dir):
   return {row["step"]: row["state_digest"] for row in _rows(work_dir)}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _pictures_unrendered():
+  """Only test_outputs_of_a_run looks at pictures: setd_run renders its own (conftest.py)."""
+  with pictures_unrendered():
+    yield
+
+
 @pytest.fixture(scope="module")
 def setd_run(tmp_path_factory):
-  """One finished tiny set-D run (60 steps), shared by the tests that only read it."""
+  """One finished tiny set-D run (60 steps), shared by the tests that only read it; its
+  pictures are rendered (test_outputs_of_a_run reads them)."""
   work_dir = tmp_path_factory.mktemp("setd_run")
-  return work_dir, gan_trainer.train_and_evaluate(tiny_config(setd=True), str(work_dir))
+  with pictures_rendered():
+    return work_dir, gan_trainer.train_and_evaluate(tiny_config(setd=True), str(work_dir))
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +99,8 @@ def test_outputs_of_a_run(setd_run):
   assert json.loads((work_dir / "config.json").read_text())["model"]["set_size"] == 4
   assert sorted(os.listdir(work_dir / "samples")) == ["step_00000040.png", "step_00000060.png"]
   assert (work_dir / "metrics.png").read_bytes()[:4] == b"\x89PNG"
+  for picture in ("metrics.png", "samples/step_00000060.png"):  # rendered (setd_run)
+    assert (work_dir / picture).read_bytes() != UNRENDERED_PNG, picture
   assert os.listdir(work_dir / "tensorboard")
   assert sorted(int(d) for d in os.listdir(work_dir / "checkpoints") if d.isdigit())[-1] == 60
 

@@ -118,7 +118,8 @@ EXPLICIT = "explicit stream"
 def refused(tmp_path_factory):
   """Each refused command of this file (its workdir, its result), each run as `python -m
   jgen.main` in a process of its own, all forked from one interpreter (tests/forked_commands.py):
-  a refusal needs no fresh interpreter, only its own process."""
+  a refusal needs no fresh interpreter, only its own process. What the refusals print comes
+  from jgen.main's checks, not from imports, so the trainer is imported once, before the forks."""
   root = tmp_path_factory.mktemp("refused")
   workdirs, commands = {}, {}
   for i, (override, _) in enumerate(BAD_SETTINGS):
@@ -138,7 +139,8 @@ def refused(tmp_path_factory):
     "--config.sampler.kind=explicit",
     f"--config.sampler.path={stream}",
   ]
-  results = forked_commands.run(list(commands.values()))
+  # Each refusal comes after jgen.main has imported the GAN trainer: imported once, in the parent.
+  results = forked_commands.run(list(commands.values()), preload=("jgen.trainers.gan",))
   return {key: (workdirs[key], result) for key, result in zip(commands, results, strict=True)}
 
 

@@ -25,31 +25,23 @@ import time
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_config
+from conftest import pictures_unrendered, tiny_config
 
 from jgen.core import jsonl
 from jgen.run import checkpoints, fingerprint, lock, loop, signals, workdir
 from jgen.trainers import gan as gan_trainer
 from jgen.trainers import gan_step
-from jgen.viz import plots
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _pictures_written_unrendered():
-  """The runs in this process write each picture as they do (atomically, through
-  plots.write_picture, where a full disk or a read-only folder meets it), but its bytes are a
-  stub, not a rendered PNG: rendering is about 0.7 of a tiny run's 2 CPU seconds, and no test
-  here looks at a picture (tests/test_plots.py and tests/test_gan_trainer.py do). Commands run
-  in subprocesses render theirs."""
-  with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(plots, "save_figure", lambda figure, path, dpi=None: _write_stub(path))
+  """No test here looks at a picture (tests/test_plots.py and tests/test_gan_trainer.py do):
+  runs in this process write stubs (conftest.py pictures_unrendered), commands run in
+  subprocesses render theirs."""
+  with pictures_unrendered():
     yield
-
-
-def _write_stub(path) -> None:
-  plots.write_picture(path, b"\x89PNG\r\n\x1a\n not rendered (tests/test_robustness.py)")
 
 
 def _rows(work_dir) -> list[dict]:
