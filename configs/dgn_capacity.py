@@ -13,10 +13,11 @@ grows linearly with N. N = 1500 is all of the training digits (1500-1796 stay he
 
 `long` trains the cells at the frontier of all 1,500 digits (z 8 and 32; the conv G 64 wide, the
 MLP G 256 and 512 wide) for 3x the visits: beside the main run's 1x cells they show whether the
-curve had flattened (6 cells; the conv ones take most of an hour each on a 2-core CPU). `losses` is the MLE
-against perceptual comparison at N = 1500: MSE and the perceptual loss (random conv features)
-with a G that restores every image and one that does not (the widths the capacity run found;
-docs/results/dgn_capacity/README.md). `runlocal` is a smoke grid; its numbers test the code.
+curve had flattened (6 cells; the conv ones take most of an hour each on a 2-core CPU).
+`losses` is the MLE against perceptual comparison at N = 1500: MSE and the perceptual loss
+(random conv features) with a G that restores every image and one that does not (the widths
+the capacity run found; docs/results/dgn_capacity/losses.md). `runlocal` is a smoke grid; its
+numbers test the code.
 """
 
 import ml_collections

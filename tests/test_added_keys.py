@@ -4,7 +4,7 @@ the optional keys are settable from the command line."""
 
 import pytest
 
-from configs import dgn, flow, gan
+from configs import dgn, flow, gan, study_generators
 from jgen.core import config as config_lib
 from jgen.run import fingerprint, workdir
 
@@ -21,7 +21,7 @@ def recorded_without(config, *keys) -> dict:
   return tree
 
 
-@pytest.mark.parametrize("config_module", [gan, flow, dgn])
+@pytest.mark.parametrize("config_module", [gan, flow, dgn, study_generators])
 def test_a_record_without_the_added_keys_resumes_under_their_defaults(config_module):
   config = config_module.get_config()
   flat = workdir.flatten(config.to_dict())
@@ -36,7 +36,7 @@ def test_a_record_without_the_added_keys_resumes_under_their_defaults(config_mod
 
 def test_every_added_key_is_declared_by_a_config():
   declared = set()
-  for config_module in (gan, flow, dgn):
+  for config_module in (gan, flow, dgn, study_generators):
     declared |= set(workdir.flatten(config_module.get_config().to_dict()))
   assert set(workdir.ADDED_KEYS) <= declared, set(workdir.ADDED_KEYS) - declared
 
