@@ -43,6 +43,7 @@ def get_config(arg=None):
   if arg.long:
     c.study.num_train = "1500"
     c.study.z_dims = "8,32"
+    c.study.architectures = "mlp,conv"  # the MLP cells (minutes) first
     c.study.widths = ml_collections.ConfigDict({"conv": "64", "mlp": "256,512"})
     c.study.epochs = "3000"  # the 1,000-visit cells are the main run's
   if arg.losses:
