@@ -117,10 +117,11 @@ def pytest_configure(config):
 
 
 def _train_the_digit_classifier_at_xla_defaults(config) -> None:
-  """On a machine without the cached digit classifier (CI, a fresh machine), train it once
-  before the workers start, in a process at XLA's default settings: the cheapest settings below
-  make its 30 epochs of convolutions take minutes (3m17s against about 30 s, measured on 2
-  cores), and the cached weights are then the ones every other run on the machine uses."""
+  """Where neither the shipped weights nor the cache hold the current recipe's classifier (a
+  recipe change not shipped yet), train it once before the workers start, in a process at
+  XLA's default settings: the cheapest settings below make its 30 epochs of convolutions take
+  minutes (3m17s against about 30 s, measured on 2 cores), and the cached weights are then the
+  ones every other run on the machine uses."""
   from jgen.evals import digit_classifier
 
   if hasattr(config, "workerinput") or digit_classifier.is_cached():
@@ -219,7 +220,8 @@ def make_tiny_config():
 
 @pytest.fixture(scope="session")
 def digit_classifier():
-  """The cached digit classifier (trained once per machine, ~30 s; JGEN_CACHE_DIR moves it)."""
+  """The digit classifier: the weights that ship with jgen (jgen/evals/weights/), or where the
+  recipe has changed, the cached one (trained once per machine, ~15 s)."""
   from jgen.evals import digit_classifier as classifier_lib
 
   return classifier_lib.load_digit_classifier()

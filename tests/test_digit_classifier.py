@@ -70,3 +70,20 @@ def test_cache_is_reused_and_keyed_by_config(digit_classifier, tmp_path, monkeyp
   assert again.accuracy == sentinel_accuracy
   leaves = zip(jax.tree.leaves(again.params), jax.tree.leaves(sentinel_params), strict=True)
   assert all(np.array_equal(a, b) for a, b in leaves)
+
+
+def test_the_shipped_weights_are_read_and_match_the_recipe(tmp_path, monkeypatch):
+  # With no cache directory named, a machine with an empty cache reads the weights that ship
+  # with jgen: nothing is trained and nothing is written.
+  monkeypatch.setenv(classifier_lib.CACHE_ENV, str(tmp_path))
+  monkeypatch.setattr(classifier_lib, "train", _refuse_training)
+  shipped = classifier_lib.load_digit_classifier()
+  assert os.path.dirname(shipped.cache_path) == classifier_lib.SHIPPED_DIR
+  assert classifier_lib.is_cached() and list(tmp_path.iterdir()) == []
+  # They are the current recipe's: its key names the file and its record.
+  info = json.loads(open(shipped.cache_path.removesuffix(".msgpack") + ".json").read())
+  assert info["key"] == classifier_lib.cache_key()
+  assert info["config"] == json.loads(json.dumps(classifier_lib.CONFIG))
+  # A cache directory named explicitly is its own: the shipped file does not stand in for it.
+  with pytest.raises(AssertionError, match="was trained"):
+    classifier_lib.load_digit_classifier(cache_dir=str(tmp_path / "named"))

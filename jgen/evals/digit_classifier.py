@@ -10,6 +10,12 @@ recipe and of the data, so a machine trains it once:
 
   JGEN_CACHE_DIR (default ~/.cache/jgen)/digit_classifier-<data>-<hash>.msgpack (+ .json)
 
+The scikit-learn recipe's weights also ship with jgen (SHIPPED_DIR), trained by that recipe at
+XLA's default settings: every reader's metrics then use the same bits, whatever CPU would have
+trained them, and no machine spends the training. A recipe or data change gives a new hash, so
+the shipped file stops matching and the classifier is trained and cached as above
+(docs/decisions.md, "The shipped digit classifier", says how to ship the new one).
+
 Its held-out accuracy must reach MIN_ACCURACY: below that, mode counts and the feature metrics
 built on it mean little, so loading raises.
 
@@ -176,6 +182,9 @@ def cache_key(
   return h.hexdigest()[:16]
 
 
+SHIPPED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
+
+
 def default_cache_dir() -> str:
   return os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "jgen")
 
@@ -278,14 +287,22 @@ def _write_atomically(path: str, data: bytes) -> None:
   os.replace(f.name, path)
 
 
-def cached_path(config: dict, key: str, cache_dir: str | None = None) -> str:
-  """Where the classifier of `config` with cache key `key` is kept."""
+def _file_name(config: dict, key: str) -> str:
   name = (
     "digit_classifier"
     if config["data"] == "sklearn_digits"
     else f"digit_classifier-{config['data']}"
   )
-  return os.path.join(cache_dir or default_cache_dir(), f"{name}-{key}.msgpack")
+  return f"{name}-{key}.msgpack"
+
+
+def cached_path(config: dict, key: str, cache_dir: str | None = None) -> str:
+  """Where the classifier of `config` with cache key `key` is kept: the shipped weights when
+  they match and no cache_dir is named, else the cache (written on a miss)."""
+  shipped = os.path.join(SHIPPED_DIR, _file_name(config, key))
+  if cache_dir is None and os.path.exists(shipped):
+    return shipped
+  return os.path.join(cache_dir or default_cache_dir(), _file_name(config, key))
 
 
 def is_cached(data: str = "sklearn_digits", cache_dir: str | None = None) -> bool:
