@@ -7,21 +7,27 @@ run or a sweep makes, and it would need a display backend.
 Every picture is drawn in memory and then put in place atomically (`save_figure`,
 `write_picture`): a full disk leaves the previous picture whole instead of a truncated one, and
 is reported in one line naming the file (PictureError) instead of matplotlib's traceback.
+
+matplotlib is imported where a figure is drawn, not with the module: every training process
+imports this one (through the run loop), and most draw nothing for seconds or at all, while
+the import costs ~0.4 s of each process's start.
 """
+
+from __future__ import annotations
 
 import io
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.patches import Circle
-from matplotlib.ticker import MaxNLocator
 
 from jgen.core import jsonl
 from jgen.data.mixtures import Mixture
 from jgen.evals import from_files, modes
+
+if TYPE_CHECKING:
+  from matplotlib.figure import Figure
 
 DPI = 100
 SCATTER_INCHES = 5.0  # 500 x 500 px
@@ -39,6 +45,9 @@ def _view_half_width(mixture: Mixture) -> float:
 
 
 def new_figure(width_in: float, height_in: float) -> Figure:
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+
   figure = Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained")
   FigureCanvasAgg(figure)
   return figure
@@ -86,6 +95,8 @@ def scatter_samples(
   figure = new_figure(SCATTER_INCHES, SCATTER_INCHES)
   axes = figure.add_subplot()
   radius = modes.HIGH_QUALITY_SIGMAS * mixture.sigma
+  from matplotlib.patches import Circle
+
   for mean in mixture.means_Kx2:
     axes.add_patch(Circle(tuple(mean), radius, fill=False, color="0.55", linewidth=0.8))
   # Means under the samples, so that samples sitting on a mode stay visible.
@@ -174,6 +185,8 @@ def _label_axes(axes, key: str) -> None:
   axes.set_xlabel("step", fontsize=8)
   axes.set_ylabel(Y_LABELS.get(key, key), fontsize=8)
   if key in COUNT_KEYS:
+    from matplotlib.ticker import MaxNLocator
+
     axes.yaxis.set_major_locator(MaxNLocator(integer=True))
   axes.tick_params(labelsize=7)
   axes.grid(alpha=0.3)
