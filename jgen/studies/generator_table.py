@@ -276,8 +276,12 @@ def _cell(summary: dict, digits_after: int) -> str:
 
 def report_markdown(result: dict) -> str:
   num_modes = result.get("num_modes", digits.NUM_CLASSES)
-  headers = [f"modes of {num_modes}" if key == "modes" else header for key, header, _ in COLUMNS]
-  if result.get("data", "digits") == "digits":
+  single = result.get("data", "digits") == "digits"
+  renamed = {"modes": f"modes of {num_modes}"}
+  if not single:
+    renamed["classifier_fid"] = "classifier FD to reference triples"
+  headers = [renamed.get(key, header) for key, header, _ in COLUMNS]
+  if single:
     title = "single digits"
     data_text = (
       f"the first {result['num_train']} digits for {result['epochs']} passes at batch "
@@ -315,7 +319,7 @@ def report_markdown(result: dict) -> str:
   dgn_rows = [r for r in result["rows"].values() if "exact_fraction" in r["metrics"]]
   if dgn_rows:
     lines += ["", f"The DGN restored {_cell(dgn_rows[0]['metrics']['exact_fraction'], 3)} of "
-              "its training digits exactly (>= 40 dB)."]  # fmt: skip
+              "its training images exactly (>= 40 dB)."]  # fmt: skip
   return "\n".join(lines) + "\n"
 
 
