@@ -170,12 +170,24 @@ def test_duplicate_training_images_use_the_nearest_distinct_image():
   assert result["rate"] == pytest.approx(2 / 3)
 
 
-def test_one_spacing_scores_many_sample_sets_as_separate_calls_do():
+def _brute_force_ratios(samples, train) -> np.ndarray:
+  """The ratio of the definition, by explicit loops over distinct training images."""
+  distinct = np.unique(train.reshape(len(train), -1), axis=0)
+  pairwise = np.linalg.norm(distinct[:, None] - distinct[None], axis=-1)
+  np.fill_diagonal(pairwise, np.inf)
+  spacing = pairwise.min(axis=1)
+  to_train = np.linalg.norm(samples.reshape(len(samples), -1)[:, None] - distinct[None], axis=-1)
+  nearest = to_train.argmin(axis=1)
+  return to_train[np.arange(len(samples)), nearest] / spacing[nearest]
+
+
+def test_one_spacing_scores_many_sample_sets_as_the_definition_does():
   rng = np.random.default_rng(1)
   train = rng.random((60, 4, 4, 1))
   spacing = memorization.TrainingSpacing(train)
   for samples in (train[:7] + 1e-3, rng.random((30, 4, 4, 1)), train[[5, 5, 9]]):
     shared = spacing.rate(samples, return_ratios=True)
+    np.testing.assert_allclose(shared["ratios"], _brute_force_ratios(samples, train), rtol=1e-12)
     alone = memorization.memorization_rate(samples, train, return_ratios=True)
     np.testing.assert_array_equal(shared["ratios"], alone["ratios"])
   with pytest.raises(ValueError, match=r"samples have 32 values per image.*train_images have 16"):

@@ -86,13 +86,19 @@ def test_one_spacing_per_training_set_each_seeds_own_for_stacked_digits():
   assert not np.array_equal(triples[1].distinct, triples[2].distinct)
 
 
-def test_the_toy_table_trains_each_family_once_and_scores_every_prior(tmp_path):
+def test_the_toy_table_trains_each_family_once_and_scores_every_prior(tmp_path, monkeypatch):
   config = study_generators.get_config("runlocal")
   config.unlock()
   config.study.families = "dgn,per_sample_gan"
   config.study.seeds = "1"
   config.study.priors = "gaussian,flow"
+  references = []
+  real_reference_rows = generator_table.reference_rows
+  monkeypatch.setattr(
+    generator_table, "reference_rows", lambda c: references.append(1) or real_reference_rows(c)
+  )
   result = generator_table.run_study(config, str(tmp_path))
+  assert len(references) == 1  # once per study, not after each of its 2 cells
   assert list(result["rows"]) == ["dgn_gaussian", "dgn_flow", "per_sample_gan"]
   for row in result["rows"].values():
     assert row["seeds"] == [1] and row["steps"] == generator_table.steps(config)
@@ -103,7 +109,14 @@ def test_the_toy_table_trains_each_family_once_and_scores_every_prior(tmp_path):
   cell = tmp_path / "cells" / "dgn-s1"
   assert (cell / "samples_dgn_flow.png").exists() and (cell / "code_flow").is_dir()
   assert (tmp_path / "samples.png").exists()
-  assert np.load(cell / "samples_dgn_flow.npy").shape == (16, 8, 8, 1)
+  kept = np.load(cell / "samples_dgn_flow.npy")
+  assert kept.shape == (16, 8, 8, 1)
+  # A damaged samples file (a partial copy) is drawn again, not a crash of the report.
+  (cell / "samples_dgn_flow.npy").write_bytes(b"\x93NUMPY partial")
+  cell_info = {"name": "dgn-s1", "family": "dgn", "seed": 1}
+  again_drawn = generator_table.row_samples(config, str(tmp_path), cell_info, "dgn_flow")
+  np.testing.assert_array_equal(again_drawn, kept)
+  np.testing.assert_array_equal(np.load(cell / "samples_dgn_flow.npy"), kept)
   report = (tmp_path / "report.md").read_text()
   assert "| dgn_flow |" in report and "| *held-out digits* |" in report
   # A rerun reads every finished cell's outcome and trains nothing.

@@ -80,7 +80,6 @@ class TrainingSpacing:
     if len(flat_train) < 2:
       raise ValueError(f"need at least 2 training images to measure spacing, got {len(flat_train)}")
     self.image_shape = np.shape(train_images)[1:]
-    self.num_images = len(flat_train)
     self.distinct = np.unique(flat_train, axis=0)
     if len(self.distinct) < 2:
       raise ValueError(

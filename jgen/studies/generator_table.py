@@ -22,6 +22,7 @@ per training set (minutes for 128,000 triples) and shared by every row that trai
 """
 
 import functools
+import io
 import math
 import os
 import time
@@ -30,8 +31,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from absl import logging
 
-from jgen.core import registry
+from jgen.core import jsonl, registry
 from jgen.data import digits
 from jgen.datasets import images as image_datasets
 from jgen.evals import memorization
@@ -232,7 +234,9 @@ def interval(values: list[float]) -> dict:
   return {"mean": mean, "half_width": half, "n": len(values)}
 
 
-def report(config, finished: list[tuple[dict, dict]]) -> dict:
+def report(config, finished: list[tuple[dict, dict]], reference: dict | None = None) -> dict:
+  """The table over the finished cells; `reference` is reference_rows(config), computed here
+  when not given (a study computes it once: it does not depend on the cells)."""
   by_row = {}
   for cell, outcome in finished:
     for name, row in outcome["rows"].items():
@@ -262,7 +266,7 @@ def report(config, finished: list[tuple[dict, dict]]) -> dict:
     "num_samples": config.study.num_samples,
     "memorization_samples": memorization_samples(config),
     "rows": rows,
-    "reference": reference_rows(config),
+    "reference": reference_rows(config) if reference is None else reference,
   }
 
 
@@ -325,14 +329,21 @@ def report_markdown(result: dict) -> str:
 
 def row_samples(config, work_dir: str, cell: dict, name: str, count: int = 16) -> np.ndarray:
   """`count` samples of row `name` from the finished cell's checkpoint, kept beside it in
-  samples_<name>.npy so that the report draws them once."""
+  samples_<name>.npy so that the report draws them once (written atomically; a damaged file,
+  from a copy or an older version, is drawn again)."""
   cell_dir = os.path.join(work_dir, "cells", cell["name"])
   path = os.path.join(cell_dir, f"samples_{name}.npy")
-  if not os.path.exists(path):
-    overrides = dict(generators(cell, config))[name]
-    samples = _sample(cell_config(config, cell), cell_dir, overrides, count)
-    np.save(path, np.clip(samples, 0.0, 1.0).astype(np.float32))
-  return np.load(path)
+  if os.path.exists(path):
+    try:
+      return np.load(path)
+    except (ValueError, EOFError, OSError) as error:
+      logging.warning("%s is damaged (%s); drawing its samples again.", path, error)
+  overrides = dict(generators(cell, config))[name]
+  samples = np.clip(_sample(cell_config(config, cell), cell_dir, overrides, count), 0.0, 1.0)
+  buffer = io.BytesIO()
+  np.save(buffer, samples.astype(np.float32))
+  jsonl.replace_bytes(path, buffer.getvalue())
+  return samples.astype(np.float32)
 
 
 def samples_picture(path: str, config, work_dir: str, finished) -> None:
@@ -353,8 +364,8 @@ def samples_picture(path: str, config, work_dir: str, finished) -> None:
   imgrid.save_grid(path, rows, names, "16 samples per generator (its first seed)")
 
 
-def write_report(config, work_dir: str, finished) -> dict:
-  result = report(config, finished)
+def write_report(config, work_dir: str, finished, reference: dict | None = None) -> dict:
+  result = report(config, finished, reference)
   runner.save_report(work_dir, result, report_markdown(result), REPORT_FILE)
   samples_picture(os.path.join(work_dir, "samples.png"), config, work_dir, finished)
   return result
@@ -363,13 +374,16 @@ def write_report(config, work_dir: str, finished) -> dict:
 def run_study(config, work_dir: str) -> dict:
   grid = cells(config)
   configs = [cell_config(config, cell) for cell in grid]
+  # The reference rows score 2 x study.num_samples real images (minutes on stacked digits) and
+  # depend on no cell: once per study, not after every cell.
+  reference = functools.cache(lambda: reference_rows(config))
 
   return runner.run_cells(
     work_dir,
     grid,
     configs,
     lambda cell, run_config, cell_dir: train_cell(config, cell, run_config, cell_dir),
-    lambda finished: write_report(config, work_dir, finished),
+    lambda finished: write_report(config, work_dir, finished, reference()),
     "Generator table",
     study_config=config,
     resumable=RESUMABLE_CHANGES,
