@@ -6,10 +6,12 @@
 #   bash launch/local_processes.sh 2 configs/gan_setd.py runs/gan_setd_2x2 [--config.x=v ...]
 # Each process prints the final row. SIGTERM or Ctrl-C: every process stops at the same step
 # with a checkpoint (exit 75); rerunning the same command resumes. When one process dies, the
-# others are stopped and the script says which one and how it ended.
+# others are stopped and the script says which one and how it ended; a process still running
+# JGEN_KILL_AFTER_SECONDS (default 10) later, blocked in a collective on the dead one, is killed.
 set -uo pipefail
 n=${1:?number of processes}; config=${2:?config file}; workdir=${3:?workdir}; shift 3
 devices=${JGEN_DEVICES_PER_PROCESS:-2}
+kill_after=${JGEN_KILL_AFTER_SECONDS:-10}
 port=${JGEN_PORT:-$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 pids=()
 for ((i = 0; i < n; i++)); do
@@ -42,7 +44,7 @@ while [ "${#running[@]}" -gt 0 ]; do
         "same command to resume from the last checkpoint in $workdir." >&2
       kill -TERM "${pids[@]}" 2>/dev/null
       # A process waiting in a collective on the dead one never reaches a stopping point.
-      (sleep 10 && kill -KILL "${pids[@]}") >/dev/null 2>&1 &
+      (sleep "$kill_after" && kill -KILL "${pids[@]}") >/dev/null 2>&1 &
       watchdog=$!
     fi
   fi

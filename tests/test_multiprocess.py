@@ -55,7 +55,9 @@ def _one_process(work_dir, **overrides) -> subprocess.Popen:
 def _two_processes(work_dir, **overrides) -> subprocess.Popen:
   flags = _flags(**overrides)
   command = ["bash", "launch/local_processes.sh", "2", flags[0].split("=", 1)[1], str(work_dir)]
-  env = {**os.environ, "JGEN_DEVICES_PER_PROCESS": "2"}
+  # A survivor blocked in a collective on a killed process is killed 2 s after it, not the
+  # default 10: how long the script waits is not what a test here checks.
+  env = {**os.environ, "JGEN_DEVICES_PER_PROCESS": "2", "JGEN_KILL_AFTER_SECONDS": "2"}
   return subprocess.Popen(
     [*command, *flags[1:]],
     cwd=ROOT,
