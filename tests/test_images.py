@@ -74,6 +74,24 @@ def test_fid_is_zero_on_identical_sets_and_grows_with_a_perturbation():
   assert features.fid(x, x + 0.5) == pytest.approx(16 * 0.25, rel=1e-6)
 
 
+@pytest.mark.parametrize("sizes", [(5, 5), (3, 12), (12, 3), (40, 40)])
+def test_fid_in_sample_space_equals_fid_in_feature_space(sizes):
+  """Sets so small that N_r N_f <= F^2 take the sample-space route (features.fid): both
+  routes give the same distance, and each route is the one taken at its sizes."""
+  real = _gaussian(sizes[0], dim=8, seed=2)
+  fake = 0.5 * _gaussian(sizes[1], dim=8, seed=3, shift=0.2) + real[: sizes[1] % 3].sum()
+  centred_r, centred_f = real - real.mean(0), fake - fake.mean(0)
+  sample = features._fid_traces_in_sample_space(centred_r, centred_f)
+  feature = features._fid_traces_in_feature_space(real, fake)
+  # Not closer: where N < F the feature route takes the square roots of rank-deficient S_r S_f's
+  # zero eigenvalues, computed as rounding noise (~1e-16), each adding ~1e-8.
+  np.testing.assert_allclose(sample, feature, rtol=1e-7)
+  taken = sample if sizes[0] * sizes[1] <= 64 else feature
+  shift = np.sum((real.mean(0) - fake.mean(0)) ** 2)
+  assert features.fid(real, fake) == pytest.approx(shift + taken[0] + taken[1] - 2 * taken[2])
+  assert features.fid(real, real) == pytest.approx(0.0, abs=1e-9)
+
+
 def test_kid_is_near_zero_for_one_distribution_and_positive_for_two():
   same, _ = features.kid(_gaussian(2000), _gaussian(2000, seed=1), 500, 20)
   apart, _ = features.kid(_gaussian(2000), _gaussian(2000, seed=1, shift=1.0), 500, 20)

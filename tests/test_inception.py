@@ -55,15 +55,11 @@ def test_features_shape_batches_and_grey(weights_path, images_4x8x8x3, features_
 def test_fid_is_zero_on_identical_sets_and_grows_with_noise(
   weights_path, images_4x8x8x3, features_4xF
 ):
-  from threadpoolctl import threadpool_limits  # scikit-learn's dependency
-
   model = inception.load_inception(weights_path)
   real = features_4xF
   noisy = np.clip(images_4x8x8x3 + 0.3 * np.random.default_rng(1).normal(size=(4, 8, 8, 3)), 0, 1)
-  # One BLAS thread: on 2 shared cores the 2048x2048 eigh took 13 s threaded, 3 s not.
-  with threadpool_limits(1):
-    same = inception.inception_fid_row(weights_path, real, images_4x8x8x3)["inception_fid"]
-    different = inception.inception_fid(model, real, noisy)
+  same = inception.inception_fid_row(weights_path, real, images_4x8x8x3)["inception_fid"]
+  different = inception.inception_fid(model, real, noisy)
   assert abs(same) < 1e-6 * np.sum(real**2) / len(real)
   assert different > 1e-3 * np.sum(real**2) / len(real)
 
@@ -276,8 +272,6 @@ def _tiny_image_config(**overrides):
 
 
 def test_training_logs_inception_fid_and_refuses_a_bad_file_before_training(tmp_path, weights_path):
-  from threadpoolctl import threadpool_limits
-
   from jgen.data import reference
   from jgen.run import loop
   from jgen.trainers import gan as gan_trainer
@@ -290,20 +284,18 @@ def test_training_logs_inception_fid_and_refuses_a_bad_file_before_training(tmp_
   config = _tiny_image_config(
     **{"eval.inception_weights": weights_path, "eval.inception_samples": 4}
   )
-  # One BLAS thread for the FIDs' 2048x2048 eigh, as in test_fid_is_zero_on_identical_sets...
-  with threadpool_limits(1):
-    row = gan_trainer.train_and_evaluate(config, str(tmp_path / "run"))
-    assert row["step"] == 2 and row["inception_fid"] > 0
-    # The same FID from first principles: G after the same 2 steps, its first 4 evaluation
-    # samples against the first 4 reference images. The samples come from the same config
-    # without the weights (training and sampling do not read them), so that only the FID
-    # below is computed again.
-    gan, root, data = gan_trainer.build(_tiny_image_config())
-    state, _ = loop.run_chunk(gan, gan_trainer.init_state(gan, root), root, data, 2)
-    samples, _ = gan_trainer.evaluate(gan, state, root)
-    model = inception.load_inception(weights_path)
-    real = reference.reference_images(gan.data.source, 4)
-    expected = inception.inception_fid(model, real, samples[:4], batch_size=4)
+  row = gan_trainer.train_and_evaluate(config, str(tmp_path / "run"))
+  assert row["step"] == 2 and row["inception_fid"] > 0
+  # The same FID from first principles: G after the same 2 steps, its first 4 evaluation
+  # samples against the first 4 reference images. The samples come from the same config
+  # without the weights (training and sampling do not read them), so that only the FID
+  # below is computed again.
+  gan, root, data = gan_trainer.build(_tiny_image_config())
+  state, _ = loop.run_chunk(gan, gan_trainer.init_state(gan, root), root, data, 2)
+  samples, _ = gan_trainer.evaluate(gan, state, root)
+  model = inception.load_inception(weights_path)
+  real = reference.reference_images(gan.data.source, 4)
+  expected = inception.inception_fid(model, real, samples[:4], batch_size=4)
   assert row["inception_fid"] == pytest.approx(expected, rel=1e-6)
 
 
