@@ -2,6 +2,7 @@
 compilation cache for the whole suite."""
 
 import contextlib
+import gc
 import importlib.util
 import json
 import os
@@ -45,6 +46,15 @@ COMPILATION_CACHE_BYTES = 2 * 1024**3
 # programs run for far less time than they compile; measured cold on 2 cores, four of the
 # heaviest files (gan_trainer, denoise, pacgan, samplers) took 272 s at the default and 125 s so.
 TEST_XLA_FLAGS = "--xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=0"
+
+
+# The cyclic garbage collector's thresholds in test processes (Python's default: 700, 10, 10).
+# Tracing and lowering a step allocate millions of short-lived containers, so at the default a
+# test process collects thousands of times, and every full collection walks the whole heap of
+# jax, flax and tensorflow; measured on tests/test_gan_trainer.py (-n0, 2 cores), collection
+# took 3.0 of its 30 CPU seconds, and 0.7 at these thresholds with the heap frozen (below).
+# Only when garbage is freed changes, never a value.
+TEST_GC_THRESHOLDS = (20_000, 20, 20)
 
 
 # Bytes a test process writes to the compilation cache between two scans of it (below).
@@ -114,6 +124,14 @@ def pytest_configure(config):
     os.environ["XLA_FLAGS"] = f"{flags} {TEST_XLA_FLAGS}".strip()
   # xdist hands out files in collection order (longest first, below), not by test count.
   config.option.loadscopereorder = False
+  gc.set_threshold(*TEST_GC_THRESHOLDS)
+
+
+def pytest_collection_finish(session):
+  """What every test imports is imported by now: moved out of the collector's sight (it lives
+  as long as the process), so that no full collection walks it again."""
+  gc.collect()
+  gc.freeze()
 
 
 def _train_the_digit_classifier_at_xla_defaults(config) -> None:
@@ -180,27 +198,26 @@ UNRENDERED_PNG = b"\x89PNG\r\n\x1a\n not rendered (tests/conftest.py pictures_un
 
 @contextlib.contextmanager
 def pictures_unrendered():
-  """Runs write each picture as they do (atomically, through plots.write_picture, where a full
-  disk or a read-only folder meets it), but its bytes are UNRENDERED_PNG, not a rendered PNG:
-  rendering (matplotlib's savefig, about 0.9 CPU seconds a picture on 2 cores) is most of a tiny
-  run's time after its compilations, and results (digests, rows, errors) never depend on it.
-  For the tests that look at no picture; tests/test_plots.py and those that do render theirs
-  (pictures_rendered inside this). Commands run in subprocesses render theirs."""
+  """Runs write each picture where and as they do (atomically, through plots.write_picture,
+  where a full disk or a read-only folder meets it), but its bytes are UNRENDERED_PNG, not a
+  rendered PNG: rendering (matplotlib's layout and drawing, about 0.5 CPU seconds a picture on
+  2 cores) is most of a tiny run's time after its compilations, and results (digests, rows,
+  errors) never depend on it. In force for every test (below); the tests that read a picture
+  render theirs (pictures_rendered), as tests/test_plots.py does. Commands started in processes
+  of their own render theirs; those forked by tests/forked_commands.py do not, unless asked."""
   from jgen.viz import plots
 
   with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(plots, "save_figure", _unrendered(plots.save_figure))
+    patch.setattr(plots, "png_bytes", _unrendered(plots.png_bytes))
     yield
 
 
-def _unrendered(save_figure):
-  def write_unrendered(figure, path, dpi=None):
-    from jgen.viz import plots
+def _unrendered(png_bytes):
+  def unrendered_png(figure, dpi=None) -> bytes:
+    return UNRENDERED_PNG
 
-    plots.write_picture(path, UNRENDERED_PNG)
-
-  write_unrendered.rendered = getattr(save_figure, "rendered", save_figure)
-  return write_unrendered
+  unrendered_png.rendered = getattr(png_bytes, "rendered", png_bytes)
+  return unrendered_png
 
 
 @contextlib.contextmanager
@@ -209,7 +226,13 @@ def pictures_rendered():
   from jgen.viz import plots
 
   with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(plots, "save_figure", getattr(plots.save_figure, "rendered", plots.save_figure))
+    patch.setattr(plots, "png_bytes", getattr(plots.png_bytes, "rendered", plots.png_bytes))
+    yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _pictures_unrendered_unless_a_test_reads_them():
+  with pictures_unrendered():
     yield
 
 

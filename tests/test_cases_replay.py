@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import replay_helpers
-from conftest import pictures_unrendered, tiny_config
+from conftest import tiny_config
 
 from configs import gan
 from jgen.collapse import detectors as collapse
@@ -39,14 +39,6 @@ def forced_case_config(**overrides):
       **overrides,
     }
   )
-
-
-@pytest.fixture
-def unrendered():
-  """For the tests that read no picture: runs write stubs (conftest.pictures_unrendered); the
-  recorded case and the counterfactuals, whose pictures are checked, render theirs."""
-  with pictures_unrendered():
-    yield
 
 
 def _only_case(work_dir) -> dict:
@@ -130,7 +122,7 @@ def test_replay_verifies_every_recorded_digest(recorded):
   assert replay.verify(case) == 40
 
 
-def test_tracing_does_not_change_training(unrendered, tmp_path, recorded):
+def test_tracing_does_not_change_training(tmp_path, recorded):
   work_dir, _ = recorded
   gan_trainer.train_and_evaluate(forced_case_config(**{"collapse.trace": False}), str(tmp_path))
   digests = [
@@ -208,7 +200,7 @@ def test_a_counterfactual_diverges_after_the_start_and_not_before(recorded, tmp_
 
 
 def test_a_counterfactual_with_another_discriminator_keeps_the_generator(
-  unrendered, recorded, tmp_path, monkeypatch
+  recorded, tmp_path, monkeypatch
 ):
   _, case = recorded
   starts = replay_helpers.start_states(monkeypatch)
@@ -233,7 +225,7 @@ def test_a_counterfactual_with_another_discriminator_keeps_the_generator(
 
 
 def test_a_case_from_an_interrupted_and_resumed_run_replays_identically(
-  unrendered, recorded, tmp_path, monkeypatch
+  recorded, tmp_path, monkeypatch
 ):
   _, uninterrupted = recorded
   real_complete = recorder.CaseRecorder._complete
@@ -253,7 +245,7 @@ def test_a_case_from_an_interrupted_and_resumed_run_replays_identically(
   assert replay.verify(case) == 40
 
 
-def test_a_non_finite_loss_records_a_case_up_to_the_bad_step(unrendered, tmp_path, monkeypatch):
+def test_a_non_finite_loss_records_a_case_up_to_the_bad_step(tmp_path, monkeypatch):
   real_step = gan_step.train_step
 
   def poisoned_step(gan, state, root, data):

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import forked_commands
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -210,28 +211,38 @@ _NON_FINITE[3] = [np.nan, np.inf]
 _NON_FINITE[7, 1] = -np.inf
 
 
-@pytest.mark.parametrize(
-  ("data", "make_file", "message"),
-  [
-    ("ring8", None, "not found"),
-    ("ring9", _write_array(np.zeros((5, 2))), "valid choices: grid25, ring8"),
-    ("ring8", _write_text, "cannot read"),
-    ("ring8", _write_npz, ".npz archive"),
-    ("ring8", _write_array(np.zeros((5, 3))), "shape [n, 2], got [5, 3]"),
-    ("ring8", _write_array(np.zeros(10)), "shape [n, 2], got [10]"),
-    ("ring8", _write_array(np.zeros((0, 2))), "no samples"),
-    ("ring8", _write_array(np.array([["a", "b"]])), "real numbers"),
-    ("ring8", _write_array(_NON_FINITE), "3 non-finite values (NaN or inf) in 2 of 20"),
-  ],
-  ids=["missing", "unknown-data", "text", "npz", "3-columns", "1-d", "empty", "strings", "nan"],
-)
-def test_cli_errors_exit_nonzero_with_a_message(tmp_path, data, make_file, message):
-  path = tmp_path / "samples.npy"
-  if make_file is not None:
-    path = make_file(path)
-  result = _cli(f"--data={data}", f"--samples={path}")
+CLI_ERRORS = {  # name: (--data, how the samples file is made, what the one error line says)
+  "missing": ("ring8", None, "not found"),
+  "unknown-data": ("ring9", _write_array(np.zeros((5, 2))), "valid choices: grid25, ring8"),
+  "text": ("ring8", _write_text, "cannot read"),
+  "npz": ("ring8", _write_npz, ".npz archive"),
+  "3-columns": ("ring8", _write_array(np.zeros((5, 3))), "shape [n, 2], got [5, 3]"),
+  "1-d": ("ring8", _write_array(np.zeros(10)), "shape [n, 2], got [10]"),
+  "empty": ("ring8", _write_array(np.zeros((0, 2))), "no samples"),
+  "strings": ("ring8", _write_array(np.array([["a", "b"]])), "real numbers"),
+  "nan": ("ring8", _write_array(_NON_FINITE), "3 non-finite values (NaN or inf) in 2 of 20"),
+}
+
+
+@pytest.fixture(scope="module")
+def cli_errors(tmp_path_factory) -> dict:
+  """The result of `python -m jgen.evaluate` on each of CLI_ERRORS' files, each command in a
+  process of its own (forked from one interpreter: tests/forked_commands.py)."""
+  commands = []
+  for name, (data, make_file, _) in CLI_ERRORS.items():
+    path = tmp_path_factory.mktemp(name) / "samples.npy"
+    if make_file is not None:
+      path = make_file(path)
+    commands.append(["jgen.evaluate", f"--data={data}", f"--samples={path}"])
+  results = forked_commands.run(commands, env={"JAX_PLATFORMS": "cpu"})
+  return dict(zip(CLI_ERRORS, results, strict=True))
+
+
+@pytest.mark.parametrize("name", list(CLI_ERRORS))
+def test_cli_errors_exit_nonzero_with_a_message(cli_errors, name):
+  result = cli_errors[name]
   assert result.returncode != 0
-  assert message in result.stderr
+  assert CLI_ERRORS[name][2] in result.stderr
   assert "Traceback" not in result.stderr
   assert result.stdout == ""
 

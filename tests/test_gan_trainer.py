@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import UNRENDERED_PNG, pictures_rendered, pictures_unrendered, tiny_config
+from conftest import UNRENDERED_PNG, pictures_rendered, tiny_config
 
 from jgen.core import jsonl, rng
 from jgen.run import loop, workdir
@@ -22,13 +22,6 @@ def _rows(work_dir):
 
 def _digests(work_dir):
   return {row["step"]: row["state_digest"] for row in _rows(work_dir)}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _pictures_unrendered():
-  """Only test_outputs_of_a_run looks at pictures: setd_run renders its own (conftest.py)."""
-  with pictures_unrendered():
-    yield
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 import replay_helpers
+from conftest import pictures_rendered
 
 from configs import stacked_digits_setd
 from jgen.collapse import recorder
@@ -49,8 +50,11 @@ def forced_image_case_config(**overrides):
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
+  """The recorded image case; its pictures rendered (a test compares the replay's frames with
+  them)."""
   work_dir = tmp_path_factory.mktemp("image_run")
-  gan_trainer.train_and_evaluate(forced_image_case_config(), str(work_dir))
+  with pictures_rendered():
+    gan_trainer.train_and_evaluate(forced_image_case_config(), str(work_dir))
   found = recorder.list_cases(str(work_dir))
   assert len(found) == 1, found
   return work_dir, found[0]
@@ -82,7 +86,8 @@ def test_replay_verifies_an_image_case_and_dumps_grid_frames(recorded, tmp_path)
   # In process: the command's own lines (`jgen.replay --dump`) are tests/test_cases_replay.py's.
   work_dir, case = recorded
   out = tmp_path / "dump"
-  assert replay.verify(case, dump_dir=str(out)) == 4  # steps 4 -> 8
+  with pictures_rendered():
+    assert replay.verify(case, dump_dir=str(out)) == 4  # steps 4 -> 8
   dumped = [json.loads(line) for line in open(out / "metrics.jsonl")]
   assert [row["step"] for row in dumped] == list(range(5, 9))
   # The replayed losses are the run's: its row at step 8 is the mean over steps 5..8.

@@ -6,6 +6,7 @@ import pathlib
 import subprocess
 import sys
 
+import forked_commands
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,16 +19,24 @@ from jgen.data import samplers
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def run_cli(*args):
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
-  return subprocess.run(
-    [sys.executable, "-m", "jgen.indices", "--config=configs/gan.py", *args],
-    cwd=ROOT,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
+INDICES = ["jgen.indices", "--config=configs/gan.py"]
+STREAM = ["--from_step=3", "--num_steps=4", "--config.data.num_train=500"]
+COMMANDS = {  # name: what follows `python -m`
+  "stream": [*INDICES, *STREAM],
+  "with_replacement": [*INDICES, *STREAM, "--config.sampler.kind=with_replacement"],
+  "bad kind": [*INDICES, "--config.sampler.kind=nope"],
+  "misspelt key": [*INDICES, "--config.sampler.streak_lenght=2"],
+  "positional": [*INDICES, "extra"],
+  "no config": ["jgen.indices"],
+}
+
+
+@pytest.fixture(scope="module")
+def printed():
+  """Each of COMMANDS' result, every command in a process of its own (forked from one
+  interpreter: tests/forked_commands.py)."""
+  results = forked_commands.run(list(COMMANDS.values()), env={"JAX_PLATFORMS": "cpu"})
+  return dict(zip(COMMANDS, results, strict=True))
 
 
 def printed_rows(result):
@@ -48,8 +57,8 @@ def in_process_rows(from_step, num_steps, **sampler_fields):
   return np.asarray(jax.vmap(sample, in_axes=(None, 0))(rng.root_key(config.seed), steps))
 
 
-def test_printed_stream_equals_the_in_process_sampler_and_is_all_it_prints():
-  result = run_cli("--from_step=3", "--num_steps=4", "--config.data.num_train=500")
+def test_printed_stream_equals_the_in_process_sampler_and_is_all_it_prints(printed):
+  result = printed["stream"]
   steps, rows = printed_rows(result)  # every line of stdout is one row
   assert result.stderr == "", result.stderr
   assert steps == [3, 4, 5, 6]
@@ -57,23 +66,22 @@ def test_printed_stream_equals_the_in_process_sampler_and_is_all_it_prints():
   np.testing.assert_array_equal(rows, in_process_rows(3, 4))
 
 
-def test_an_override_changes_the_stream_as_it_would_for_main():
-  args = ["--from_step=3", "--num_steps=4", "--config.data.num_train=500"]
-  _, rows = printed_rows(run_cli(*args, "--config.sampler.kind=with_replacement"))
+def test_an_override_changes_the_stream_as_it_would_for_main(printed):
+  _, rows = printed_rows(printed["with_replacement"])
   np.testing.assert_array_equal(rows, in_process_rows(3, 4, kind="with_replacement"))
   assert not np.array_equal(rows, in_process_rows(3, 4))
 
 
-def test_bad_settings_exit_nonzero_with_the_fix_and_no_traceback():
+def test_bad_settings_exit_nonzero_with_the_fix_and_no_traceback(printed):
   # A setting the library refuses (ValueError) and an override of a key the config lacks (the
   # command line's own check). The library's other refusals are ValueErrors too, which the
   # command reports the same way: tests/test_samplers.py names each one's fix.
-  for args, message in [
-    (["--config.sampler.kind=nope"], "valid choices: epoch_shuffle, explicit, full_batch"),
-    (["--config.sampler.streak_lenght=2"], 'Did you mean "streak_length"'),
+  for name, message in [
+    ("bad kind", "valid choices: epoch_shuffle, explicit, full_batch"),
+    ("misspelt key", 'Did you mean "streak_length"'),
   ]:
-    result = run_cli(*args)
-    assert result.returncode == 1 and result.stderr.startswith("jgen.indices: error: "), args
+    result = printed[name]
+    assert result.returncode == 1 and result.stderr.startswith("jgen.indices: error: "), name
     assert message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
     assert result.stdout == ""
@@ -109,15 +117,13 @@ def test_a_closed_pipe_is_not_an_error():
   assert json.loads(head.stdout)["step"] == 0 and head.stderr == "", head.stderr
 
 
-def test_a_positional_argument_or_a_missing_config_is_one_line():
-  result = run_cli("extra")
+def test_a_positional_argument_or_a_missing_config_is_one_line(printed):
+  result = printed["positional"]
   assert result.returncode == 1 and result.stdout == ""
   assert (
     result.stderr
     == "jgen.indices: error: unexpected arguments: extra (flags take the form --name=value)\n"
   )
-  result = subprocess.run(
-    [sys.executable, "-m", "jgen.indices"], cwd=ROOT, capture_output=True, text=True, timeout=300
-  )
+  result = printed["no config"]
   assert result.returncode == 1
   assert result.stderr.startswith("jgen.indices: error: --config is required"), result.stderr

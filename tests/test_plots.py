@@ -12,11 +12,20 @@ import sys
 import jax
 import numpy as np
 import pytest
+from conftest import pictures_rendered
 from matplotlib.figure import Figure
 
 from jgen.data.mixtures import get_mixture
 from jgen.evals import modes
 from jgen.viz import plots
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _rendered():
+  """Every picture here is rendered: this file is about them (conftest.py leaves the others'
+  unrendered)."""
+  with pictures_rendered():
+    yield
 
 
 def _png_size(path):

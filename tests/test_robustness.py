@@ -25,7 +25,7 @@ import time
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import pictures_unrendered, tiny_config
+from conftest import tiny_config
 
 from jgen.core import jsonl
 from jgen.run import checkpoints, fingerprint, lock, loop, signals, workdir
@@ -33,15 +33,6 @@ from jgen.trainers import gan as gan_trainer
 from jgen.trainers import gan_step
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _pictures_written_unrendered():
-  """No test here looks at a picture (tests/test_plots.py and tests/test_gan_trainer.py do):
-  runs in this process write stubs (conftest.py pictures_unrendered), commands run in
-  subprocesses render theirs."""
-  with pictures_unrendered():
-    yield
 
 
 def _rows(work_dir) -> list[dict]:

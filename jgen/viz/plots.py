@@ -71,9 +71,14 @@ def write_picture(path: str, data: bytes) -> None:
 
 def save_figure(figure: Figure, path: str, dpi: float = DPI) -> None:
   """Writes `figure` as a PNG at `path` (see write_picture)."""
+  write_picture(path, png_bytes(figure, dpi))
+
+
+def png_bytes(figure: Figure, dpi: float = DPI) -> bytes:
+  """`figure` rendered and encoded as a PNG: the costly part of a picture (layout, drawing)."""
   encoded = io.BytesIO()
   figure.savefig(encoded, format="png", dpi=dpi)
-  write_picture(path, encoded.getvalue())
+  return encoded.getvalue()
 
 
 def metrics_line(metrics: dict, num_modes: int) -> str:
