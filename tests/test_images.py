@@ -120,6 +120,27 @@ def test_birthday_estimate_recovers_a_known_support_size():
   assert support / 1.5 < estimate < support * 1.5
 
 
+def test_birthday_batches_in_one_program_find_the_closest_pair_of_each_batch_loop():
+  """Every batch's closest pair, as a loop over the batches computes it (each batch's distance
+  matrix by features.chunked_squared_distances), bit for bit; so the same hits at any threshold,
+  among them thresholds at exactly a batch's closest distance."""
+  x = np.repeat(_gaussian(300, dim=32, seed=5).astype(np.float32), 2, axis=0)[:500]
+  x[::7] += 1e-3  # near-duplicates among the exact ones
+  rng = np.random.default_rng(6)
+  picks = np.stack([rng.choice(len(x), 40, replace=False) for _ in range(50)])
+  looped = []
+  for indices in picks:
+    d2 = features.chunked_squared_distances(x[indices], x[indices])
+    np.fill_diagonal(d2, np.inf)
+    looped.append(d2.min())
+  closest = birthday._closest_squared_distance_per_batch(jnp.asarray(x), jnp.asarray(picks))
+  np.testing.assert_array_equal(np.asarray(closest), np.asarray(looped, np.float32))
+  assert len(set(looped)) > 3  # batches differ: some hold a duplicate, some a near one
+  for threshold in (0.0, float(np.sqrt(np.median(looped))), 1e9):
+    hits = sum(bool(d < threshold**2) for d in looped) / 50
+    assert birthday.collision_rate(x, 40, 50, threshold, seed=6) == hits
+
+
 @pytest.mark.parametrize("name", ["conv_deepsets", "conv_attention", "conv_mbstd"])
 def test_conv_set_discriminators_are_permutation_invariant(name):
   config = stacked_digits_setd.get_config("runlocal")

@@ -10,6 +10,8 @@ therefore relative: compare a generator's support with the real data's under the
 
 import math
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jgen.evals import features
@@ -22,13 +24,23 @@ def collision_rate(x_NxF, batch_size: int, num_batches: int, threshold: float, s
   if batch_size < 2 or batch_size > len(x):
     raise ValueError(f"batch_size must be in [2, {len(x)}], got {batch_size}")
   rng = np.random.default_rng(seed)
-  hits = 0
-  for _ in range(num_batches):
-    batch = x[rng.choice(len(x), batch_size, replace=False)]
-    d2 = features.chunked_squared_distances(batch, batch)
-    np.fill_diagonal(d2, np.inf)
-    hits += bool(d2.min() < threshold**2)
-  return hits / num_batches
+  picks = np.stack([rng.choice(len(x), batch_size, replace=False) for _ in range(num_batches)])
+  closest = np.asarray(_closest_squared_distance_per_batch(jnp.asarray(x), jnp.asarray(picks)))
+  return int(np.sum(closest < threshold**2)) / num_batches
+
+
+@jax.jit
+def _closest_squared_distance_per_batch(x_NxF, picks_BxS):
+  """Each batch's smallest squared distance between two of its samples: every batch in one
+  program (one dispatch, not one per batch), each computed as features.chunked_squared_distances
+  computes a batch of up to its chunk (one matmul)."""
+
+  def closest(indices_S):
+    batch = x_NxF[indices_S]
+    d2 = features.squared_distances(batch, batch)
+    return jnp.where(jnp.eye(len(indices_S), dtype=bool), jnp.inf, d2).min()
+
+  return jax.lax.map(closest, picks_BxS)
 
 
 def support_size(rate: float, batch_size: int, num_batches: int) -> float:

@@ -92,7 +92,7 @@ def _mmd2_unbiased(x_MxF, y_MxF):
 
 
 @jax.jit
-def _squared_distances(a_NxF, b_MxF):
+def squared_distances(a_NxF, b_MxF):
   # The expanded form is one matmul (the subtracted form would hold an [N, M, F] tensor); it can
   # be off by rounding, so it is clipped at 0. k-NN radii (k >= 1) are far above that rounding.
   cross = jnp.matmul(a_NxF, b_MxF.T, precision=jax.lax.Precision.HIGHEST)
@@ -102,7 +102,7 @@ def _squared_distances(a_NxF, b_MxF):
 
 def chunked_squared_distances(a_NxF, b_MxF, chunk: int = 2048) -> np.ndarray:
   a, b = jnp.asarray(a_NxF, jnp.float32), jnp.asarray(b_MxF, jnp.float32)
-  pieces = [np.asarray(_squared_distances(a[i : i + chunk], b)) for i in range(0, len(a), chunk)]
+  pieces = [np.asarray(squared_distances(a[i : i + chunk], b)) for i in range(0, len(a), chunk)]
   return np.concatenate(pieces)
 
 
