@@ -10,6 +10,7 @@ import sys
 import forked_commands
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -255,3 +256,22 @@ def test_progress_shows_an_undefined_reverse_kl_as_a_dash_with_its_reason():
   text = data.progress_text(row)
   assert "reverse_kl – (undefined: no sample near any mode yet)" in text and "nan" not in text
   assert "reverse_kl 0.1250" in data.progress_text({**row, "modes": 8, "reverse_kl": 0.125})
+
+
+def test_a_second_run_on_a_mixture_reuses_its_compiled_mode_metrics():
+  """Each run builds its own MixtureData, around the one Mixture of its name
+  (mixtures.get_mixture), so the mode metrics (a jit static in the mixture) compile once per
+  process, not once per run."""
+  from jgen.datasets import mixture as mixture_data
+
+  def evaluate_as_a_new_run(name, seed):
+    data = mixture_data.MixtureData.from_config(ml_collections.ConfigDict({"name": name}))
+    return data.evaluate(np.asarray(data.mixture.sample(jax.random.key(seed), 300)), None)
+
+  evaluate_as_a_new_run("grid25", 0)
+  compiled = mixture_data._metrics._cache_size()
+  again = evaluate_as_a_new_run("grid25", 1)
+  assert mixture_data._metrics._cache_size() == compiled and again["modes"] > 20
+  assert get_mixture("grid25") is get_mixture("grid25")
+  with pytest.raises(ValueError, match="read-only"):
+    get_mixture("grid25").means_Kx2[0, 0] = 1.0  # shared by every run: nobody may change it

@@ -6,6 +6,7 @@ Both are equally weighted; every component has an isotropic covariance.
 """
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -58,4 +59,13 @@ MIXTURES = {"ring8": _ring8, "grid25": _grid25}
 
 
 def get_mixture(name: str) -> Mixture:
-  return registry.choose("data", name, MIXTURES)()
+  """The one Mixture of each name in a process: as a static jit argument (hashed by identity),
+  it lets every run of the process reuse the programs compiled for it (mode metrics)."""
+  return _the_mixture(registry.choose("data", name, MIXTURES))
+
+
+@functools.cache
+def _the_mixture(make) -> Mixture:
+  mixture = make()
+  mixture.means_Kx2.setflags(write=False)  # shared by every caller
+  return mixture
