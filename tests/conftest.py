@@ -2,7 +2,6 @@
 compilation cache for the whole suite."""
 
 import contextlib
-import gc
 import importlib.util
 import json
 import os
@@ -46,15 +45,6 @@ COMPILATION_CACHE_BYTES = 2 * 1024**3
 # programs run for far less time than they compile; measured cold on 2 cores, four of the
 # heaviest files (gan_trainer, denoise, pacgan, samplers) took 272 s at the default and 125 s so.
 TEST_XLA_FLAGS = "--xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=0"
-
-
-# The cyclic garbage collector's thresholds in test processes (Python's default: 700, 10, 10).
-# Tracing and lowering a step allocate millions of short-lived containers, so at the default a
-# test process collects thousands of times, and every full collection walks the whole heap of
-# jax, flax and tensorflow; measured on tests/test_gan_trainer.py (-n0, 2 cores), collection
-# took 3.0 of its 30 CPU seconds, and 0.7 at these thresholds with the heap frozen (below).
-# Only when garbage is freed changes, never a value.
-TEST_GC_THRESHOLDS = (20_000, 20, 20)
 
 
 # Bytes a test process writes to the compilation cache between two scans of it (below).
@@ -124,14 +114,6 @@ def pytest_configure(config):
     os.environ["XLA_FLAGS"] = f"{flags} {TEST_XLA_FLAGS}".strip()
   # xdist hands out files in collection order (longest first, below), not by test count.
   config.option.loadscopereorder = False
-  gc.set_threshold(*TEST_GC_THRESHOLDS)
-
-
-def pytest_collection_finish(session):
-  """What every test imports is imported by now: moved out of the collector's sight (it lives
-  as long as the process), so that no full collection walks it again."""
-  gc.collect()
-  gc.freeze()
 
 
 def _train_the_digit_classifier_at_xla_defaults(config) -> None:
