@@ -186,7 +186,7 @@ def pictures_unrendered():
   2 cores) is most of a tiny run's time after its compilations, and results (digests, rows,
   errors) never depend on it. In force for every test (below); the tests that read a picture
   render theirs (pictures_rendered), as tests/test_plots.py does. Commands started in processes
-  of their own render theirs; those forked by tests/forked_commands.py do not, unless asked."""
+  of their own render theirs; those forked by tests/forked_commands.py do not."""
   from jgen.viz import plots
 
   with pytest.MonkeyPatch.context() as patch:

@@ -23,14 +23,14 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 _DRIVER = """
 import importlib, json, os, runpy, sys, tempfile
 commands, preload, unrendered_png = json.load(sys.stdin)
+unrendered_png = unrendered_png.encode("latin-1")
 for module in sorted({argv[0] for argv in commands}):
   importlib.import_module(module)  # and all it imports; each child runs the module itself
   del sys.modules[module]
 for module in preload:  # what the commands import later (a trainer): imported once, here
   importlib.import_module(module)
-if unrendered_png is not None:  # as conftest.pictures_unrendered does in the test processes
-  from jgen.viz import plots
-  plots.png_bytes = lambda figure, dpi=None: unrendered_png.encode("latin-1")
+from jgen.viz import plots
+plots.png_bytes = lambda figure, dpi=None: unrendered_png  # as conftest.pictures_unrendered
 from jax._src import xla_bridge
 assert not xla_bridge._backends, f"importing {preload} started JAX's backend: no fork after it"
 # Out of the collector's sight: a child's collections (and the one at its exit) would otherwise
@@ -62,7 +62,6 @@ def run(
   commands: list[list[str]],
   env: dict | None = None,
   preload: tuple[str, ...] = (),
-  render_pictures: bool = False,
 ) -> list[subprocess.CompletedProcess]:
   """Each command is what follows `python -m` (["jgen.main", "--config=..."]); returns each
   one's exit code, stdout and stderr, in order. `env` is added to this process's environment.
@@ -70,9 +69,9 @@ def run(
   read the config), imported in the parent too, so that each child does not import them again
   (about a CPU second each); for commands whose import-time output no test reads. The driver
   checks that none of them starts JAX's backend (a fork after that is unsafe).
-  The commands' pictures are written unrendered (conftest.pictures_unrendered) unless
-  `render_pictures`: no test of a command reads a picture's pixels."""
-  unrendered = None if render_pictures else conftest.UNRENDERED_PNG.decode("latin-1")
+  The commands' pictures are written unrendered (conftest.pictures_unrendered): no test of a
+  command reads a picture's pixels."""
+  unrendered = conftest.UNRENDERED_PNG.decode("latin-1")
   result = subprocess.run(
     [sys.executable, "-c", _DRIVER],
     input=json.dumps([commands, list(preload), unrendered]),
