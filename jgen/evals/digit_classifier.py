@@ -27,7 +27,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from typing import Any
 
 import flax
@@ -38,6 +37,7 @@ import numpy as np
 import optax
 from absl import logging
 
+from jgen.core import jsonl
 from jgen.data import digits
 
 MIN_ACCURACY = 0.97
@@ -280,13 +280,6 @@ def _predict_in_chunks(module, params, images: np.ndarray, chunk: int = 2048) ->
   )
 
 
-def _write_atomically(path: str, data: bytes) -> None:
-  directory = os.path.dirname(path)
-  with tempfile.NamedTemporaryFile(dir=directory, delete=False) as f:
-    f.write(data)
-  os.replace(f.name, path)
-
-
 def _file_name(config: dict, key: str) -> str:
   name = (
     "digit_classifier"
@@ -345,8 +338,8 @@ def load_digit_classifier(
     params, accuracy = train(config, data=data)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     info = {"held_out_accuracy": accuracy, "config": config, "key": key}
-    _write_atomically(path.removesuffix(".msgpack") + ".json", json.dumps(info).encode())
-    _write_atomically(path, flax.serialization.to_bytes(params))
+    jsonl.replace_bytes(path.removesuffix(".msgpack") + ".json", json.dumps(info).encode())
+    jsonl.replace_bytes(path, flax.serialization.to_bytes(params))
     logging.info("Digit classifier trained: held-out accuracy %.4f, cached at %s", accuracy, path)
   if accuracy < MIN_ACCURACY:
     raise RuntimeError(
