@@ -69,6 +69,26 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(setd_run, tmp_path):
   assert [row["step"] for row in _rows(tmp_path / "resumed")] == [20, 40, 60]
 
 
+def test_a_trainer_that_trains_again_traces_and_compiles_nothing_again(tmp_path, monkeypatch):
+  """Its programs (initialization, training set, chunk) are kept on the trainer object, so a
+  second run of one trainer in a process (a resume, a study's branches) reuses them."""
+  traced = []
+  real_init_state = gan_trainer._init_state
+  monkeypatch.setattr(
+    gan_trainer, "_init_state", lambda *args: traced.append(1) or real_init_state(*args)
+  )
+  config = tiny_config(**{"train.num_steps": 20})
+  gan, root, data = gan_trainer.build(config)
+  first = loop.train(gan, config, str(tmp_path / "first"), root, data)
+  programs = dict(vars(gan)["_compiled"])
+  assert {"init_state", "training_set", ("chunk", 10)} <= set(programs)
+  second = loop.train(gan, config, str(tmp_path / "second"), root, data)
+  assert traced == [1]
+  assert vars(gan)["_compiled"] == programs  # the same objects: not built again
+  assert all(program._cache_size() == 1 for program in programs.values())
+  assert first["state_digest"] == second["state_digest"]
+
+
 def test_a_crash_after_the_last_checkpoint_loses_nothing(finished_run, tmp_path):
   crashed = _copy(finished_run, tmp_path / "crashed")
   # Simulate a crash at step 60, after the row was logged, before its checkpoint.

@@ -13,7 +13,6 @@ Counterfactual branches from a case are jgen/replays/counterfactual.py.
 import dataclasses
 import os
 import time
-import weakref
 
 import jax
 import ml_collections
@@ -139,7 +138,7 @@ def carry_over(stored: dict, trainer, root, reset=()) -> tuple[object, list]:
     kept = None if name in reset else _reuse(stored[name], getattr(like, name))
     if kept is None:
       if fresh is None:
-        fresh = _fresh_state(trainer, root)
+        fresh = trainer.init_state(root)  # compiled once per trainer, however many branches
       kept = getattr(fresh, name)
       (reset_names if name in reset else changed).append(name)
     parts[name] = kept
@@ -148,17 +147,6 @@ def carry_over(stored: dict, trainer, root, reset=()) -> tuple[object, list]:
     for group in _by_owner(changed)
   ] + [f"{' and '.join(group)}: freshly initialized (reset)" for group in _by_owner(reset_names)]
   return type(like)(**parts), notes
-
-
-# One compiled initialization per trainer: a study branches many cases with one trainer, and
-# `init_state` compiles afresh on every call (about 1.5 s each on a busy 2-core CPU).
-_INIT_STATE = weakref.WeakKeyDictionary()
-
-
-def _fresh_state(trainer, root):
-  if trainer not in _INIT_STATE:
-    _INIT_STATE[trainer] = jax.jit(trainer.init_state)
-  return _INIT_STATE[trainer](root)
 
 
 def _damaged(case: dict, step_dir: str, error: Exception) -> Exception:

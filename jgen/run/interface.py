@@ -107,6 +107,18 @@ def dispatch_for(convolutional: bool, host_fed: bool = False, unrolled: bool = F
   return Dispatch(step_by_step=convolutional and (host_fed or cpu), unroll=1)
 
 
+def compiled(trainer, key, build):
+  """The program `build()` returns, kept on the trainer object under `key` and built once.
+
+  Compiled programs live exactly as long as the trainer (a study of many cells does not
+  accumulate them), and a trainer that trains again in the same process (a resume, a second
+  run of one config) traces and compiles none of them again."""
+  cache = vars(trainer).setdefault("_compiled", {})
+  if key not in cache:
+    cache[key] = build()
+  return cache[key]
+
+
 class TrainerDefaults:
   """The defaults of the optional members of Trainer; trainers subclass it."""
 

@@ -32,7 +32,7 @@ import numpy as np
 from absl import logging
 
 from jgen.core import environment, jsonl, parallel
-from jgen.run import checkpoints, fingerprint, lock, signals, trace, workdir
+from jgen.run import checkpoints, fingerprint, interface, lock, signals, trace, workdir
 from jgen.run.interface import Observer, Session, Trainer
 from jgen.run.schedule import Progress, Schedule, format_seconds
 from jgen.viz import plots
@@ -55,15 +55,6 @@ class NonFiniteError(RuntimeError):
   def __init__(self, message: str, step: int | None = None, values: dict | None = None):
     super().__init__(message)
     self.step, self.values = step, values
-
-
-def _jitted(trainer, key, build):
-  # Compiled programs are kept on the trainer object, so they live exactly as long as the
-  # run that built it (a study of many cells does not accumulate them).
-  cache = vars(trainer).setdefault("_compiled", {})
-  if key not in cache:
-    cache[key] = build()
-  return cache[key]
 
 
 def _jit(trainer, fn):
@@ -98,9 +89,9 @@ def run_chunk(trainer, state, root, data, length: int):
   HostBatches, from which each step takes its batch.
   """
   if not trainer.step_by_step:
-    fn = _jitted(trainer, ("chunk", length), lambda: _chunk_fn(trainer, length))
+    fn = interface.compiled(trainer, ("chunk", length), lambda: _chunk_fn(trainer, length))
     return fn(state, root, data)
-  step = _jitted(trainer, "step", lambda: _jit(trainer, trainer.step))
+  step = interface.compiled(trainer, "step", lambda: _jit(trainer, trainer.step))
   outputs = []
   for _ in range(length):
     batch = data.next_batch() if hasattr(data, "next_batch") else data
@@ -329,7 +320,9 @@ def _readable(trainer, state):
   if all(local(x) for x in jax.tree.leaves(state)):
     return state
   replicated = parallel.replicated(trainer.state_sharding.mesh)
-  gather = _jitted(trainer, "replicate", lambda: jax.jit(lambda s: s, out_shardings=replicated))
+  gather = interface.compiled(
+    trainer, "replicate", lambda: jax.jit(lambda s: s, out_shardings=replicated)
+  )
   return gather(state)
 
 

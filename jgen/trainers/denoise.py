@@ -32,7 +32,7 @@ from jgen.collapse import recorder
 from jgen.core import optimizers, parallel, registry, rng
 from jgen.losses import denoising, level_ratio
 from jgen.models import denoisers
-from jgen.run import loop, trace, variants
+from jgen.run import interface, loop, trace, variants
 from jgen.run.interface import TrainerDefaults
 from jgen.trainers import members
 
@@ -164,8 +164,11 @@ class Denoiser(TrainerDefaults):
     )
 
   def init_state(self, root: jax.Array) -> TrainState:
-    init = members.per_member(self, functools.partial(_init_state, self))
-    return jax.jit(init, out_shardings=self.state_sharding)(root)
+    def build():
+      init = members.per_member(self, functools.partial(_init_state, self))
+      return jax.jit(init, out_shardings=self.state_sharding)
+
+    return interface.compiled(self, "init_state", build)(root)
 
   def step(self, state: TrainState, root: jax.Array, data):
     return members.per_member(self, functools.partial(train_step, self))(state, root, data)

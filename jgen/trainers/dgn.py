@@ -30,7 +30,7 @@ from jgen.evals import code_priors, fidelity, memorization
 from jgen.evals import latents as latents_eval
 from jgen.losses import reconstruction
 from jgen.models import dgn as dgn_models
-from jgen.run import loop
+from jgen.run import interface, loop
 from jgen.run.interface import TrainerDefaults, dispatch_for
 from jgen.trainers import code_flow
 from jgen.viz import imgrid
@@ -211,7 +211,9 @@ def build(config: ml_collections.ConfigDict) -> tuple[Dgn, jax.Array, jax.Array]
 
 
 def init_state(dgn: Dgn, root: jax.Array) -> TrainState:
-  return jax.jit(functools.partial(_init_state, dgn))(root)
+  return interface.compiled(
+    dgn, "init_state", lambda: jax.jit(functools.partial(_init_state, dgn))
+  )(root)
 
 
 def _init_state(dgn: Dgn, root: jax.Array) -> TrainState:

@@ -28,7 +28,7 @@ from jgen.data import digits
 from jgen.evals import fidelity
 from jgen.losses import inverse
 from jgen.models.dip import SkipNet
-from jgen.run import loop
+from jgen.run import interface, loop
 from jgen.run.interface import TrainerDefaults, dispatch_for
 from jgen.viz import imgrid
 
@@ -196,7 +196,7 @@ def init_state(dip: Dip, root: jax.Array, shape_HxW) -> TrainState:
     params = dip.net.init(rng.stream_key(root, rng.Stream.INIT_G), net_input(dip, root, shape_HxW))
     return TrainState(jnp.zeros((), jnp.int32), params, dip.optimizer.init(params))
 
-  return jax.jit(init)(root)
+  return interface.compiled(dip, ("init_state", tuple(shape_HxW)), lambda: jax.jit(init))(root)
 
 
 def train_step(dip: Dip, state: TrainState, root, z, observed):

@@ -35,7 +35,7 @@ from jgen import datasets, models
 from jgen.collapse import recorder
 from jgen.core import optimizers, parallel, registry, rng
 from jgen.losses import adversarial as losses
-from jgen.run import loop, variants
+from jgen.run import interface, loop, variants
 from jgen.run.interface import TrainerDefaults
 from jgen.trainers import gan_step, members
 from jgen.trainers.gan_step import METRIC_NAMES, TrainState
@@ -248,8 +248,11 @@ def training_set(gan: Gan, root: jax.Array):
 
 
 def init_state(gan: Gan, root: jax.Array) -> TrainState:
-  init = members.per_member(gan, functools.partial(_init_state, gan))
-  return jax.jit(init, out_shardings=gan.state_sharding)(root)
+  def build():
+    init = members.per_member(gan, functools.partial(_init_state, gan))
+    return jax.jit(init, out_shardings=gan.state_sharding)
+
+  return interface.compiled(gan, "init_state", build)(root)
 
 
 def _init_state(gan: Gan, root: jax.Array) -> TrainState:

@@ -99,7 +99,10 @@ def training_set(trainer, root: jax.Array, draw=None):
     key = rng.stream_key(root, rng.Stream.TRAIN_SET)
     return trainer.data.training_set(key, trainer.num_train) if draw is None else draw(key)
 
-  return jax.jit(per_member(trainer, draw_one), out_shardings=trainer.state_sharding)(root)
+  def build():
+    return jax.jit(per_member(trainer, draw_one), out_shardings=trainer.state_sharding)
+
+  return interface.compiled(trainer, "training_set", build)(root)
 
 
 def step_data(trainer, config, root, data, start: int, end: int):
