@@ -93,7 +93,8 @@ def run_root(trainer, seed: int) -> jax.Array:
 
 def training_set(trainer, root: jax.Array, draw=None):
   """The fixed training set of each member, drawn once from its root; `draw(key)` replaces the
-  dataset's own draw (PacGAN's packs)."""
+  dataset's own draw (PacGAN's packs). The program is kept on the trainer, so `draw` must be
+  fixed by the trainer alone: a trainer's second call reuses the first call's `draw`."""
 
   def draw_one(root):
     key = rng.stream_key(root, rng.Stream.TRAIN_SET)
