@@ -83,6 +83,7 @@ def _flip_bits(path: str) -> None:
   middle was at times no damage at all: orbax's data files can hold ranges that no restore
   reads (2 KB of a 16 KB file in one run here), and the layout varies from run to run."""
   data = bytearray(open(path, "rb").read())
+  assert len(data) > 256, f"{path} has {len(data)} bytes: too small to damage this way"
   for position in range(128, len(data) - 128, 256):
     data[position] ^= 0x10
   open(path, "wb").write(bytes(data))
