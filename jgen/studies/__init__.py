@@ -5,10 +5,9 @@ A study is one module here, named as the study, which a config names in `study_k
 Each has `run_study(config, workdir) -> report` and `REPORT_FILE`, the report's name under the
 workdir. The modules in KIT are not studies: runner.py (a grid's axes, its resumable cells, the
 study's record), stats.py (each member's outcome, intervals and tests), effects.py (a within-seed
-design's
-trend test, effect sizes and power), inverse_report.py (inverse_comparison's table),
-sensitivity.py (best rate, basin and spread of the optimizer study) and speed.py
-(the library of `python -m jgen.benchmark`).
+design's trend test, effect sizes and power), sensitivity.py (best rate, basin and spread of the
+optimizer study), speed.py (the library of `python -m jgen.benchmark`), and the text and plots
+of three studies' reports (inverse_report.py, order_trend_report.py, recovery_report.py).
 
 Studies may import trainers and everything below them; nothing in the library imports a
 study. Only the commands (jgen.study, jgen.compare_inverse, jgen.benchmark) import this package.
@@ -20,7 +19,16 @@ import pkgutil
 from jgen.core import registry
 
 DEFAULT = "sampling_order"
-KIT = ("effects", "inverse_report", "runner", "sensitivity", "speed", "stats")
+KIT = (
+  "effects",
+  "inverse_report",
+  "order_trend_report",
+  "recovery_report",
+  "runner",
+  "sensitivity",
+  "speed",
+  "stats",
+)
 
 
 def names() -> list[str]:
