@@ -32,6 +32,18 @@ def time_features(t_B: jax.Array, dim: int) -> jax.Array:
   return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
 
 
+def _time_mlp_body(module, x_BxD: jax.Array, t_B: jax.Array, outputs: int) -> jax.Array:
+  """TimeMLP's layers inside `module`'s compact call (its submodules, named in creation order,
+  are the module's own): x_BxD, t_B -> B x outputs."""
+  # A small embedding (time_dim), projected per layer: a width x width projection per layer
+  # would cost as much as the layer itself.
+  embedding = nn.silu(nn.Dense(module.time_dim)(time_features(t_B, module.time_dim)))
+  h = x_BxD
+  for _ in range(module.depth):
+    h = nn.silu(nn.Dense(module.width)(h) + nn.Dense(module.width)(embedding))
+  return nn.Dense(outputs)(h)
+
+
 class TimeMLP(nn.Module):
   """x_BxD and t_B -> B x D: `depth` SiLU layers of `width`, t added to each."""
 
@@ -41,13 +53,7 @@ class TimeMLP(nn.Module):
 
   @nn.compact
   def __call__(self, x_BxD: jax.Array, t_B: jax.Array) -> jax.Array:
-    # A small embedding (time_dim), projected per layer: a width x width projection per layer
-    # would cost as much as the layer itself.
-    embedding = nn.silu(nn.Dense(self.time_dim)(time_features(t_B, self.time_dim)))
-    h = x_BxD
-    for _ in range(self.depth):
-      h = nn.silu(nn.Dense(self.width)(h) + nn.Dense(self.width)(embedding))
-    return nn.Dense(x_BxD.shape[-1])(h)
+    return _time_mlp_body(self, x_BxD, t_B, x_BxD.shape[-1])
 
 
 class LevelCritic(nn.Module):
@@ -60,11 +66,7 @@ class LevelCritic(nn.Module):
 
   @nn.compact
   def __call__(self, x_BxD: jax.Array, t_B: jax.Array) -> jax.Array:
-    embedding = nn.silu(nn.Dense(self.time_dim)(time_features(t_B, self.time_dim)))
-    h = x_BxD
-    for _ in range(self.depth):
-      h = nn.silu(nn.Dense(self.width)(h) + nn.Dense(self.width)(embedding))
-    return nn.Dense(1)(h)[:, 0]
+    return _time_mlp_body(self, x_BxD, t_B, 1)[:, 0]
 
 
 class TimeConvNet(nn.Module):
