@@ -21,10 +21,8 @@ with the last good checkpoint named.
 
 import io
 import json
-import logging as std_logging
 import os
 import shutil
-import sys
 
 import jax
 import numpy as np
@@ -32,7 +30,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from jgen.core import jsonl
-from jgen.run import trace
+from jgen.run import save_noise, trace
 from jgen.run import workdir as workdir_lib
 
 DIGESTS_SUFFIX = ".digests.json"
@@ -51,42 +49,6 @@ def _one_line(error: BaseException) -> str:
     error = error.__cause__
   text = str(error).strip().splitlines()
   return f"{type(error).__name__}: {text[0][:200] if text else ''}".rstrip(": ")
-
-
-def _is_background_noise(unraisable) -> bool:
-  """What a failed asynchronous orbax save leaves behind: TensorStore callbacks that find the
-  save's event loop closed, and coroutines of the save that were never finished."""
-  error, culprit = unraisable.exc_value, unraisable.object
-  if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
-    return True
-  code = getattr(culprit, "cr_code", None)
-  return code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename
-
-
-def _quiet_background_errors() -> None:
-  """Python prints each of those as its own traceback (56 for one full disk), before and after
-  the one line that reports the failure (`check`). JGEN_DEBUG=1 shows them."""
-  previous = sys.unraisablehook
-  if getattr(previous, "jgen_quiet", False):
-    return
-
-  def hook(unraisable):
-    if os.environ.get("JGEN_DEBUG") or not _is_background_noise(unraisable):
-      previous(unraisable)
-
-  hook.jgen_quiet = True
-  sys.unraisablehook = hook
-  # A task of the save that failed and was never awaited is reported by asyncio's logger when
-  # it is collected, with the same traceback.
-  std_logging.getLogger("asyncio").addFilter(_orbax_task_filter)
-
-
-def _orbax_task_filter(record: std_logging.LogRecord) -> bool:
-  message = record.getMessage()
-  unretrieved = message.startswith("Task exception was never retrieved")
-  return bool(os.environ.get("JGEN_DEBUG")) or not (
-    unretrieved and f"{os.sep}orbax{os.sep}" in message
-  )
 
 
 def steps_on_disk(work_dir: str) -> list[int]:
@@ -144,7 +106,7 @@ class Checkpoints:
     self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
     self._work_dir = os.path.abspath(workdir)
     self._set_aside_steps = []  # this session's, by any check
-    _quiet_background_errors()
+    save_noise.quiet_background_errors(self.directory)
     self._manager = ocp.CheckpointManager(
       self.directory,
       options=ocp.CheckpointManagerOptions(max_to_keep=check_keep(keep), create=True),
