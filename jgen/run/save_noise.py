@@ -2,10 +2,10 @@
 
 When a save fails (a full disk), the run reports it in one line (jgen/run/checkpoints.py). The
 save's background work fails too, and Python would report each piece as it is collected, before
-and after that line: TensorStore callbacks that find the save's event loop closed and orbax
-coroutines never finished (the unraisable hook), tasks and futures whose exception nobody
-retrieved (asyncio's logger: 56 tracebacks for one full disk), and at exit the coroutines never
-awaited (RuntimeWarning). Each is recognised by orbax's source files or by naming a folder a
+and after that line: TensorStore callbacks that find the save's event loop closed (56
+tracebacks for one full disk) and orbax coroutines never finished (the unraisable hook), tasks
+and futures whose exception nobody retrieved (asyncio's logger), and at exit the coroutines
+never awaited (RuntimeWarning). Each is recognised by orbax's source files or by naming a folder a
 run saves its checkpoints to; everything else is reported as before, and JGEN_DEBUG=1 shows
 them all (for the warnings, set before the run opens its checkpoints).
 """
